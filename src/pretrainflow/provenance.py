@@ -1,0 +1,69 @@
+"""Where and with what a result was produced: git commit, host, site, scheduler job, package versions."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+# Packages whose versions decide a result; recorded in every row.
+TRACKED_PACKAGES = ("pretrainflow", "torch", "deepspeed", "megatron-core", "numpy", "snakemake", "pandas", "pyarrow")
+
+# Environment variables that identify the scheduler and the job id, checked in order.
+SCHEDULER_JOB_VARS = (("slurm", "SLURM_JOB_ID"), ("pbs", "PBS_JOBID"), ("gridengine", "JOB_ID"))
+
+
+@functools.cache
+def git_commit(start: str | None = None) -> str | None:
+    """The commit of the pretrainflow checkout (``None`` when not run from a git checkout); ``+dirty`` if modified."""
+    root = Path(start or __file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """Installed versions of TRACKED_PACKAGES (missing ones are left out)."""
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def scheduler_and_job(env: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """(scheduler name, job id) from the environment; ("local", None) outside a batch job."""
+    env = dict(os.environ) if env is None else env
+    for name, var in SCHEDULER_JOB_VARS:
+        if env.get(var):
+            return name, env[var]
+    return "local", None
+
+
+def provenance(env: dict[str, str] | None = None) -> dict[str, object]:
+    """Provenance fields of a result row (see README "Results rows")."""
+    env = dict(os.environ) if env is None else env
+    scheduler, job_id = scheduler_and_job(env)
+    return {
+        "git_commit": git_commit(),
+        "host": socket.gethostname(),
+        # The site comes from the profile (PRETRAINFLOW_SITE) so that rows from ABCI and TSUBAME can be told apart.
+        "site": env.get("PRETRAINFLOW_SITE", "local"),
+        "scheduler": scheduler,
+        "job_id": job_id,
+        "versions": package_versions(),
+    }

@@ -1,0 +1,63 @@
+"""Validate a study against the JSON schemas in workflow/schemas/, with errors that name the key path."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import referencing
+import yaml
+
+from pretrainflow.errors import ConfigError
+
+# The schemas ship with the workflow; the package finds them from the repository layout (src/pretrainflow/ -> ../../).
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+STUDY_SCHEMA = "config.schema.yaml"
+
+
+@functools.cache
+def _registry(schema_dir: Path) -> referencing.Registry:
+    resources = []
+    for path in sorted(schema_dir.glob("*.schema.yaml")):
+        contents = yaml.safe_load(path.read_text())
+        resources.append((path.name, referencing.Resource.from_contents(contents)))
+    return referencing.Registry().with_resources(resources)
+
+
+def key_path(parts: Any) -> str:
+    """['datasets', 'fdb', 'image_size'] -> 'datasets.fdb.image_size' (list indices as [i])."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<study>"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    where = key_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {extra}; expected one of {allowed}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "enum":
+        return f"{where}: got {error.instance!r}, expected one of {error.validator_value}"
+    if error.validator == "pattern" or error.validator == "propertyNames":
+        return f"{where}: {error.message} (names use lower case letters, digits, '-' and '_')"
+    return f"{where}: {error.message}"
+
+
+def validate_study_schema(study: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> None:
+    """Raise ConfigError for the most relevant schema violation (all of them are listed after the first)."""
+    registry = _registry(schema_dir)
+    schema = registry.contents(STUDY_SCHEMA)
+    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    errors = sorted(validator.iter_errors(study), key=jsonschema.exceptions.relevance)
+    if not errors:
+        return
+    best = jsonschema.exceptions.best_match(errors)
+    others = [_message(err) for err in errors if err is not best][:5]
+    more = ("\n  also: " + "\n  also: ".join(others)) if others else ""
+    raise ConfigError(_message(best) + more)
