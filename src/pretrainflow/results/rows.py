@@ -21,11 +21,11 @@ from pretrainflow.provenance import provenance
 # Column -> (arrow type, meaning). The README's "Results rows" table is generated from this (`pretrainflow results --schema`).
 ROW_SCHEMA: dict[str, tuple[pa.DataType, str]] = {
     "run_id": (pa.string(), "run identity: base run name plus ablation overrides, e.g. vit-micro-fdb.optimizer-sam"),
-    "stage": (pa.string(), "pretrain | finetune | evaluate"),
+    "stage": (pa.string(), "pretrain, finetune or evaluate"),
     "model": (pa.string(), "registered model variant, e.g. vit_micro, gpt_micro"),
     "pretrain_source": (pa.string(), "dataset or corpus the model was pretrained on, or 'scratch'"),
     "task": (pa.string(), "downstream task (digits, cifar10, ...), 'pretrain' or 'heldout' (LLM validation)"),
-    "split": (pa.string(), "train | valid | test"),
+    "split": (pa.string(), "train, valid or test"),
     "metric": (pa.string(), "top1, top5 (percent), loss, perplexity, ..."),
     "value": (pa.float64(), "the metric's value"),
     "epoch": (pa.float64(), "epoch at which the metric was taken (null if not epoch-based)"),
@@ -37,7 +37,7 @@ ROW_SCHEMA: dict[str, tuple[pa.DataType, str]] = {
     "git_commit": (pa.string(), "pretrainflow commit that produced the row (+dirty when modified)"),
     "host": (pa.string(), "host name of the process that wrote the row"),
     "site": (pa.string(), "site from the profile (PRETRAINFLOW_SITE): local, slurm, abci, tsubame"),
-    "scheduler": (pa.string(), "local | slurm | pbs | gridengine"),
+    "scheduler": (pa.string(), "local, slurm, pbs or gridengine"),
     "job_id": (pa.string(), "scheduler job id, null when local"),
     "world_size": (pa.int64(), "number of training processes"),
     "devices": (pa.string(), "what the processes ran on, e.g. '2 x cpu' or '8 x NVIDIA H200'"),

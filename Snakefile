@@ -1,0 +1,27 @@
+# pretrainflow: one declarative study -> one DAG -> one results table.
+#   snakemake                        # the default study (config/config.yaml) on this machine (profiles/default)
+#   snakemake --profile abci all     # the same study on ABCI 3.0; --profile tsubame / slurm for the other sites
+#   snakemake --configfile config/studies/fractaldb1k-vit-tiny.yaml -n   # plan a paper-scale study
+# Stages are files: datasets -> corpora -> pretrain (DeepSpeed ViT | megatron-core GPT) -> finetune -> evaluate -> results.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/corpora.smk"
+include: "workflow/rules/pretrain_vit.smk"
+include: "workflow/rules/pretrain_llm.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/results.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

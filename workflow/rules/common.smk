@@ -1,0 +1,74 @@
+# Validate the study, expand it, and give the rules their specs and targets. Logic lives in pretrainflow.config (tested).
+import re
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from pretrainflow.config import load_study
+from pretrainflow.errors import ConfigError
+from pretrainflow.io import canonical_json
+
+try:
+    STUDY = load_study(config)
+except ConfigError as err:
+    # One line naming the key path; nothing has run and nothing has been written.
+    raise WorkflowError(f"invalid study config: {err}") from None
+
+# Snakemake's own schema pass fills in the documented defaults of top-level keys.
+validate(config, "../schemas/config.schema.yaml")
+
+
+def _one_of(names):
+    """Wildcard regex matching exactly one of `names` (and nothing when there are none)."""
+    return "|".join(re.escape(name) for name in sorted(names)) or "(?!x)x"
+
+
+wildcard_constraints:
+    dataset=_one_of(STUDY.datasets),
+    corpus=_one_of(STUDY.corpora),
+    run=_one_of(set(STUDY.runs) | {run for run, _ in STUDY.finetunes}),
+    task=_one_of(STUDY.tasks),
+    shard=r"\d{5}",
+
+
+def dataset_spec(wildcards):
+    return STUDY.spec_json("datasets", wildcards.dataset)
+
+
+def dataset_shards(dataset):
+    return [f"{k:05d}" for k in range(STUDY.datasets[dataset]["num_shards"])]
+
+
+def corpus_spec(wildcards):
+    return STUDY.spec_json("corpora", wildcards.corpus)
+
+
+def run_spec(wildcards):
+    return STUDY.spec_json("runs", wildcards.run)
+
+
+def finetune_spec(wildcards):
+    return STUDY.spec_json("finetunes", (wildcards.run, wildcards.task))
+
+
+def run_dataset_manifest(wildcards):
+    return f"results/datasets/{STUDY.runs[wildcards.run]['dataset']}/manifest.json"
+
+
+def run_corpus_manifest(wildcards):
+    return f"results/corpora/{STUDY.runs[wildcards.run]['corpus']}/manifest.json"
+
+
+def finetune_pretrained_model(wildcards):
+    """The pretrained weights a fine-tuning cell starts from (none for a scratch baseline)."""
+    if STUDY.finetunes[(wildcards.run, wildcards.task)]["source"] == "scratch":
+        return []
+    return f"results/pretrain/{wildcards.run}/model.safetensors"
+
+
+def study_json():
+    return canonical_json(config)
+
+
+def all_targets():
+    return ["results/summary.parquet", "results/report.html"]
