@@ -14,7 +14,7 @@ from typing import Any
 
 from pretrainflow.errors import ConfigError
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_+-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
 
 
 def short_key(dotted: str) -> str:
