@@ -1,0 +1,169 @@
+"""FractalDB (Kataoka et al., ACCV 2020): IFS categories found by filling rate, rendered with patch masks and flips.
+
+Defaults are the settings of the released FractalDB-1k (``param_search/exe.sh`` and ``fractal_renderer/make_*.sh`` of
+hirokatsukataoka16/FractalDB-Pretrained-ResNet-PyTorch @1b8fb9f). A study selects it with::
+
+    datasets:
+      fdb1k: {family: fractaldb, num_classes: 1000, instances_per_class: 1000, image_size: 362, num_shards: 100,
+              seed: 0, params: {}}
+
+``params.search: reference`` (default) reproduces the published FractalDB-1k categories exactly (any num_classes takes
+the first accepted ones, so 10k extends 1k as published); ``seeded`` searches with RandomState(seed) instead.
+See fractaldb_search.py (category search) and fractaldb_render.py (instances, degenerate rule).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pretrainflow.datasets import fractaldb_render as fr
+from pretrainflow.datasets.fractaldb_search import REFERENCE_SEED, search_systems
+from pretrainflow.datasets.registry import Family
+from pretrainflow.errors import expect
+
+SEARCH_MODES = ("reference", "seeded")
+DRAW_MODES = ("patch", "point")
+# weights_0.4.csv of the published renderer: the identity and each of a..f times 0.2 / 0.6 / 1.4 / 1.8 (25 rows).
+WEIGHTS_0_4: tuple[tuple[float, ...], ...] = tuple(
+    tuple(factor if k == coef else 1.0 for k in range(6))
+    for coef in range(6)
+    for factor in ((0.2, 0.6, 1.0, 1.4, 1.8) if coef == 0 else (0.2, 0.6, 1.4, 1.8))
+)
+IDENTITY_WEIGHT = (1.0,) * 6
+# is_degenerate: fewer than 0.5 % non-zero pixels. A category covers >= 20 % of the search canvas by construction, so
+# a rendered instance below 0.5 % comes from a collapsed or diverged system (about half of the covered pixels are lit).
+DEGENERATE_FRACTION = 0.005
+
+
+def _int(value, low: int, key: str, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    expect(ok, key, f"expected an integer in [{low}, {high if high is not None else 'inf'}], got {value!r}")
+
+
+@dataclass(kw_only=True, slots=True)
+class FractalDBParams:
+    """FractalDB knobs; defaults = the released FractalDB-1k."""
+
+    search: str = "reference"  # "reference": RandomState(1) stream of ifs_search.py; "seeded": RandomState(spec seed)
+    min_maps: int = 2  # ifs_search.py: randint(2, 8) maps per system, i.e. 2..7
+    max_maps: int = 8  # exclusive upper bound, as numpy randint
+    search_points: int = 100_000  # ifs_search.py --iteration 100000
+    search_size: int = 512  # ifs_search.py: 512 x 512 canvas for the filling rate
+    search_pad: int = 6  # ifs_search.py: pad 6
+    fill_rate: float = 0.2  # exe.sh --rate 0.2: accept when >= 20 % of the canvas is hit
+    search_batch: int = 256  # trials per vectorised batch (speed/memory only: batch * search_points * 16 bytes)
+    num_points: int = 200_000  # make_*.sh --iteration 200000
+    pad: int = 6  # renderer pad 6 (at 362 px)
+    draw: str = "patch"  # "patch": 3x3 patch with a random 9-bit mask per point (patch_gray); "point": one pixel
+    gray: int = 127  # patch_gray: gray level of lit pixels
+    weights: tuple = field(default=WEIGHTS_0_4)  # intra-category weight rows (weights_0.4.csv)
+    flips: int = 4  # 4 saves per render: none, top-bottom, left-right, both (1 or 2 keep the first ones)
+    render_seed: int = 100  # np.random.seed(100) before every render: the map-choice stream
+    min_coverage: float = 0.01  # degenerate rule: weight rows covering < 1 % of the canvas use the unweighted system
+
+    def __post_init__(self) -> None:
+        expect(self.search in SEARCH_MODES, "search", f"expected one of {', '.join(SEARCH_MODES)}, got {self.search!r}")
+        expect(self.draw in DRAW_MODES, "draw", f"expected one of {', '.join(DRAW_MODES)}, got {self.draw!r}")
+        _int(self.min_maps, 1, "min_maps", 32)
+        _int(self.max_maps, self.min_maps + 1 if isinstance(self.min_maps, int) else 2, "max_maps", 33)
+        for key in ("search_points", "num_points"):
+            _int(getattr(self, key), 2, key)
+        _int(self.search_size, 8, "search_size")
+        _int(self.search_pad, 0, "search_pad", (self.search_size - 2) // 2)
+        _int(self.search_batch, 1, "search_batch", 65536)
+        _int(self.pad, 0, "pad")
+        _int(self.gray, 1, "gray", 255)
+        _int(self.render_seed, 0, "render_seed", 2**32 - 1)
+        expect(self.flips in (1, 2, 4) and not isinstance(self.flips, bool), "flips", f"expected 1, 2 or 4, got {self.flips!r}")
+        for key in ("fill_rate", "min_coverage"):
+            value = getattr(self, key)
+            expect(isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0, key,
+                   f"expected a number in [0, 1], got {value!r}")
+        rows = self.weights
+        expect(isinstance(rows, list | tuple) and len(rows) > 0, "weights", f"expected a non-empty list of rows, got {rows!r}")
+        for i, row in enumerate(rows):
+            ok = isinstance(row, list | tuple) and len(row) == 6 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in row)
+            expect(ok, f"weights[{i}]", f"expected 6 finite numbers (factors of a..f), got {row!r}")
+        self.weights = tuple(tuple(float(v) for v in row) for row in rows)
+
+
+def check(spec, params: FractalDBParams, where: str) -> None:
+    """Parameters that depend on the image size."""
+    expect(spec.image_size - 2 * params.pad >= 4, f"{where}.params.pad",
+           f"expected pad <= (image_size - 4) / 2 = {(spec.image_size - 4) // 2}, got {params.pad}")
+
+
+def search(spec, params: FractalDBParams, progress: bool = False) -> pd.DataFrame:
+    """Category search -> one row per class: class_id, num_maps, a..f and p (lists over maps), fill_rate, trial."""
+    seed = REFERENCE_SEED if params.search == "reference" else spec.seed
+    found = search_systems(
+        num_classes=spec.num_classes, seed=seed, min_maps=params.min_maps, max_maps=params.max_maps,
+        num_points=params.search_points, size=params.search_size, pad=params.search_pad, fill_rate=params.fill_rate,
+        batch=params.search_batch, progress=progress,
+    )
+    rows = []
+    for class_id, (maps, rate, trial) in enumerate(found):
+        row = {"class_id": class_id, "num_maps": len(maps)}
+        row.update({name: maps[:, k].tolist() for k, name in enumerate("abcdefp")})
+        row.update(fill_rate=rate, trial=trial)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def maps_of(category: dict) -> np.ndarray:
+    """(n, 7) array a..f, p of one category row."""
+    return np.stack([np.asarray(category[name], dtype=np.float64) for name in "abcdefp"], axis=1)
+
+
+@functools.lru_cache(maxsize=2)
+def _category_coverages(maps_key: bytes, num_maps: int, weights: tuple, size: int, pad: int, patch: bool,
+                        num_points: int, render_seed: int, min_coverage: float) -> tuple[fr.Coverage, ...]:
+    """Coverages of all given weight rows of one category (one batched chaos game), degenerate rows substituted."""
+    maps = np.frombuffer(maps_key, dtype=np.float64).reshape(num_maps, 7)
+    rows = list(weights)
+    with_identity = IDENTITY_WEIGHT not in rows
+    systems = fr.weighted_systems(maps, rows + ([IDENTITY_WEIGHT] if with_identity else []))
+    covs = fr.coverages(fr.trajectories(systems, maps[:, 6], num_points, render_seed), size, pad, patch)
+    identity = covs[-1] if with_identity else covs[rows.index(IDENTITY_WEIGHT)]
+    return tuple(identity if cov.fraction < min_coverage else cov for cov in covs[: len(rows)])
+
+
+def category_coverages(spec, params: FractalDBParams, category: dict) -> tuple[fr.Coverage, ...]:
+    """Coverages of the weight rows this dataset uses (the first min(instances_per_class, 25) rows), cached."""
+    maps = maps_of(category)
+    used = params.weights[: min(spec.instances_per_class, len(params.weights))]
+    return _category_coverages(maps.tobytes(), len(maps), used, spec.image_size, params.pad, params.draw == "patch",
+                               params.num_points, params.render_seed, params.min_coverage)
+
+
+def render(spec, params: FractalDBParams, category: dict, instance: int) -> np.ndarray:
+    """One (image_size, image_size) uint8 image of ``category``; see fractaldb_render.py for the variation."""
+    weight, flip, draw = fr.instance_layout(instance, len(params.weights), params.flips)
+    cov = category_coverages(spec, params, category)[weight]
+    masks = None
+    if params.draw == "patch":
+        masks = fr.draw_masks(spec.seed, category["class_id"], weight, draw, params.num_points)
+    return fr.paint(cov, masks, params.gray, flip)
+
+
+def is_degenerate(image: np.ndarray) -> bool:
+    """Fewer than DEGENERATE_FRACTION of the pixels lit."""
+    return np.count_nonzero(image) < DEGENERATE_FRACTION * image.size
+
+
+FAMILY = Family(
+    name="fractaldb",
+    params_type=FractalDBParams,
+    # 32 px, 3,000 points: a few ms per category; the published categories (reference search) in smaller batches.
+    tiny_params={"num_points": 3000, "pad": 2, "search_batch": 64},
+    search=search,
+    render=render,
+    is_degenerate=is_degenerate,
+    channels=1,
+    check=check,
+)
