@@ -1,0 +1,82 @@
+"""``pretrainflow sched submit|status|cancel`` (called by the cluster-generic executor of profiles/abci and
+profiles/tsubame), ``pretrainflow profiles install`` and ``pretrainflow submit`` (submitit, no DAG)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pretrainflow.schedulers.resources import SITES
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    sched = subparsers.add_parser("sched", help="submit / status / cancel for PBS and Grid Engine (used by profiles)")
+    sched_sub = sched.add_subparsers(dest="sched_command", required=True, metavar="<submit|status|cancel>")
+
+    submit = sched_sub.add_parser("submit", help="submit a Snakemake job script; prints the job id")
+    submit.add_argument("--site", required=True, choices=SITES)
+    submit.add_argument("--dependencies", default="", help="space-separated job ids that must succeed first")
+    submit.add_argument("--dry-run", action="store_true", help="print the qsub argv and wrapper script, submit nothing")
+    submit.add_argument("jobscript", type=Path)
+    submit.set_defaults(func=_submit)
+
+    status = sched_sub.add_parser("status", help="print running | success | failed for a job id")
+    status.add_argument("--site", required=True, choices=SITES)
+    status.add_argument("--grace-seconds", type=float, default=120.0,
+                        help="Grid Engine: how long a job may be missing from qstat and qacct before it counts as failed")
+    status.add_argument("job_id")
+    status.set_defaults(func=_status)
+
+    cancel = sched_sub.add_parser("cancel", help="cancel job ids")
+    cancel.add_argument("--site", required=True, choices=SITES)
+    cancel.add_argument("job_ids", nargs="*")
+    cancel.set_defaults(func=_cancel)
+
+    profiles = subparsers.add_parser("profiles", help="make the site profiles findable by `snakemake --profile <site>`")
+    profiles_sub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="<install>")
+    install = profiles_sub.add_parser("install", help="link profiles/<site> into ~/.config/snakemake/<site>")
+    install.add_argument("--target", type=Path, default=None, help="default: $XDG_CONFIG_HOME/snakemake")
+    install.add_argument("--force", action="store_true", help="replace existing links or directories of that name")
+    install.set_defaults(func=_install)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from pretrainflow.schedulers import commands
+
+    deps = args.dependencies.split()
+    if args.dry_run:
+        prepared = commands.prepare_submit(args.site, args.jobscript.resolve(), deps, Path.cwd())
+        print(" ".join(prepared.argv))
+        return 0
+    print(commands.submit(args.site, args.jobscript, deps))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pretrainflow.schedulers import commands
+
+    print(commands.status(args.site, args.job_id, grace_s=args.grace_seconds))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from pretrainflow.schedulers import commands
+
+    commands.cancel(args.site, args.job_ids)
+    return 0
+
+
+def _install(args: argparse.Namespace) -> int:
+    from pretrainflow.schedulers.profiles import install_profiles
+
+    for line in install_profiles(target=args.target, force=args.force):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience for debugging
+    parser = argparse.ArgumentParser(prog="pretrainflow")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    ns = parser.parse_args()
+    sys.exit(ns.func(ns))
