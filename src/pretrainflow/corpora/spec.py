@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pretrainflow.errors import ConfigError, expect
@@ -79,7 +79,6 @@ class CorpusSpec:
     split: str = "98,1,1"
     seed: int = 0
     num_shards: int = 1
-    raw: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         expect(bool(_NAME.match(self.name)), "name", f"expected [a-z0-9][a-z0-9_-]*, got {self.name!r}")
@@ -93,6 +92,11 @@ class CorpusSpec:
             "num_shards",
             f"expected an integer in [1, 4096], got {self.num_shards!r}",
         )
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The resolved spec as a plain dict (written to config.json, hashed into manifests)."""
+        return resolved_dict(self)
 
     @property
     def prefix_name(self) -> str:
@@ -109,8 +113,11 @@ def corpus_from_dict(spec: Mapping[str, Any], where: str = "corpora") -> CorpusS
     try:
         source = dict(spec.get("source") or {})
         expect("kind" in source, "source", "expected a mapping with 'kind'")
-        source["paths"] = tuple(str(p) for p in source.get("paths", ()))
         tokenizer = dict(spec.get("tokenizer") or {})
+        for key, given, cls in (("source", source, SourceSpec), ("tokenizer", tokenizer, TokenizerSpec)):
+            allowed = set(cls.__dataclass_fields__)
+            expect(not set(given) - allowed, key, f"unknown keys {sorted(set(given) - allowed)}; expected {sorted(allowed)}")
+        source["paths"] = tuple(str(p) for p in source.get("paths", ()))
         return CorpusSpec(
             name=str(spec.get("name", "")),
             source=SourceSpec(**source),
@@ -118,14 +125,36 @@ def corpus_from_dict(spec: Mapping[str, Any], where: str = "corpora") -> CorpusS
             split=str(spec.get("split", "98,1,1")),
             seed=int(spec.get("seed", 0)),
             num_shards=spec.get("num_shards", 1),
-            raw=dict(spec),
         )
     except ConfigError as err:
         raise ConfigError(f"{where}.{err}") from None
-    except TypeError as err:  # unexpected keyword from **source / **tokenizer
-        raise ConfigError(f"{where}: {err}") from None
 
 
-def check_corpus(spec: Mapping[str, Any], where: str) -> CorpusSpec:
-    """Typed checks of one corpus entry, called by the study loader; raises ConfigError naming ``where``."""
-    return corpus_from_dict(spec, where)
+def resolved_dict(corpus: CorpusSpec) -> dict[str, Any]:
+    """The corpus spec with every default filled in: what is hashed and what the rules pass on."""
+    source: dict[str, Any] = {"kind": corpus.source.kind}
+    if corpus.source.paths:
+        source.update(paths=list(corpus.source.paths), text_key=corpus.source.text_key)
+    if corpus.source.max_documents is not None:
+        source["max_documents"] = corpus.source.max_documents
+    tokenizer: dict[str, Any] = (
+        {"vocab_size": corpus.tokenizer.vocab_size, "min_frequency": corpus.tokenizer.min_frequency}
+        if corpus.tokenizer.path is None
+        else {"path": corpus.tokenizer.path}
+    )
+    return {
+        "name": corpus.name,
+        "source": source,
+        "tokenizer": tokenizer,
+        "split": corpus.split,
+        "seed": corpus.seed,
+        "num_shards": corpus.num_shards,
+    }
+
+
+def check_corpus(spec: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Typed checks of one corpus entry (called by the study loader); returns the spec with defaults filled in.
+
+    Raises ConfigError naming ``where`` (e.g. ``corpora.pydocs.tokenizer.vocab_size: expected ...``).
+    """
+    return resolved_dict(corpus_from_dict(spec, where))

@@ -93,4 +93,9 @@ def make_megatron_tokenizer(path: str | Path):
         def pad(self) -> int:
             return -1 if pad is None else pad
 
-    return HFJsonTokenizer(str(path), {"library": "huggingface-tokenizers"})
+    from pretrainflow.io import sha256_file
+
+    wrapped = HFJsonTokenizer(str(path), {"library": "huggingface-tokenizers"})
+    # megatron-core hashes the dataset description (tokenizer included) to name its index cache files.
+    wrapped.unique_identifiers = {"class": "HFJsonTokenizer", "tokenizer_sha256": sha256_file(path)}
+    return wrapped

@@ -1,0 +1,160 @@
+"""megatron-core dist_checkpointing for LLM runs: save, resume (also under another tensor-parallel degree), consolidate.
+
+Layout under ``results/checkpoints/{run}/{config_hash12}/`` (not a Snakemake output, so a rerun resumes)::
+
+    iter_0000040/        one dist checkpoint: model + Adam moments as ShardedTensors (layout-independent), plus
+                         common state (step, tokens, scheduler, config)
+    latest.json          {"step": 40, "dir": "iter_0000040"}: written last, so it always names a complete checkpoint
+    metrics.jsonl        one JSON line per logged step (trimmed back to the resumed step on resume)
+
+A save goes to ``.iter_XXXXXXX.tmp`` on every rank, then (after a barrier) rank 0 renames it and rewrites latest.json:
+a kill at any instant leaves either the old or the new checkpoint as "latest".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from pretrainflow.io import atomic_write_json
+
+
+def _rank0() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def init_adam_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create Adam moments (zeros) for every parameter, so a sharded state dict exists before the first step."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state[param]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+
+def sharded_checkpoint(model, optimizer: torch.optim.Optimizer, common: dict[str, Any]) -> dict[str, Any]:
+    """Model and optimizer as one sharded state dict; Adam moments shard exactly like their parameters."""
+    from megatron.core.dist_checkpointing.optimizer import (
+        get_param_id_to_sharded_param_map,
+        optim_state_to_sharding_state,
+    )
+
+    model_sd = model.sharded_state_dict()
+    if hasattr(optimizer, "sharded_state_dict"):  # megatron-core optimizer (GPU engine): it shards itself
+        return {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model_sd), "adam_step": None,
+                "common": common}  # fmt: skip
+    init_adam_state(optimizer)
+    optim_sd = optimizer.state_dict()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    steps = {float(state["step"]) for state in optim_sd["state"].values()}
+    if len(steps) > 1:
+        raise RuntimeError(f"Adam step differs between parameters {sorted(steps)}: cannot store one common step")
+    id_map = get_param_id_to_sharded_param_map(model_sd, params)
+    optim_state_to_sharding_state(optim_sd, id_map, exclude_keys=("step",))
+    return {"model": model_sd, "optimizer": optim_sd, "adam_step": steps.pop() if steps else 0.0, "common": common}
+
+
+@contextlib.contextmanager
+def _cpu_safe_dist_checkpointing():
+    """On a machine without CUDA, let megatron-core's torch_dist strategy run on CPU tensors over gloo.
+
+    Its save path calls ``torch.cuda.synchronize()`` after copying tensors to host and builds one status tensor with
+    ``device=torch.cuda.current_device()``; both raise without CUDA although the data is on CPU already. For the
+    duration of a save/load (and only when CUDA is absent) ``synchronize`` is a no-op and ``current_device`` answers
+    "cpu". The files written are the same torch_dist checkpoint a GPU run writes (and reads back under another layout).
+    """
+    if torch.cuda.is_available():
+        yield
+        return
+    saved = torch.cuda.synchronize, torch.cuda.current_device
+    torch.cuda.synchronize = lambda *args, **kwargs: None
+    torch.cuda.current_device = lambda: "cpu"
+    try:
+        yield
+    finally:
+        torch.cuda.synchronize, torch.cuda.current_device = saved
+
+
+def save(root: Path, step: int, model, optimizer, common: dict[str, Any]) -> Path:
+    """Save a complete checkpoint of ``step`` under ``root`` (all ranks call this)."""
+    from megatron.core import dist_checkpointing
+
+    name = f"iter_{step:07d}"
+    tmp, final = root / f".{name}.tmp", root / name
+    if _rank0():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier()
+    with _cpu_safe_dist_checkpointing():
+        dist_checkpointing.save(sharded_checkpoint(model, optimizer, common), str(tmp))
+    _barrier()
+    if _rank0():
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        atomic_write_json(root / "latest.json", {"step": step, "dir": name})
+        _prune(root, keep=final)
+    _barrier()
+    return final
+
+
+def _prune(root: Path, keep: Path) -> None:
+    # Keep only the latest complete checkpoint: a 1B run writes ~12 GB (weights + 2 Adam moments in fp32) per save.
+    for old in root.glob("iter_*"):
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest(root: Path) -> tuple[int, Path] | None:
+    """(step, dir) of the newest complete checkpoint, or None."""
+    pointer = root / "latest.json"
+    if not pointer.is_file():
+        return None
+    info = json.loads(pointer.read_text())
+    path = root / info["dir"]
+    return (int(info["step"]), path) if path.is_dir() else None
+
+
+def load(path: Path, model, optimizer) -> dict[str, Any]:
+    """Load model + optimizer in place from ``path`` (any TP layout); returns the common state."""
+    from megatron.core import dist_checkpointing
+
+    template = sharded_checkpoint(model, optimizer, common={})
+    with _cpu_safe_dist_checkpointing():
+        state = dist_checkpointing.load(template, str(path))
+    model.load_state_dict(state["model"], strict=False)
+    optim_sd = state["optimizer"]
+    if hasattr(optimizer, "sharded_state_dict"):
+        optimizer.load_state_dict(optim_sd)
+        return state["common"]
+    for param_state in optim_sd["state"].values():
+        param_state["step"] = torch.tensor(float(state["adam_step"]))
+    optimizer.load_state_dict(optim_sd)
+    return state["common"]
+
+
+def load_model_only(path: Path, model) -> dict[str, Any]:
+    """Load only the weights (for evaluation / consolidation under any layout); returns the common state."""
+    from megatron.core import dist_checkpointing
+
+    with _cpu_safe_dist_checkpointing():
+        state = dist_checkpointing.load({"model": model.sharded_state_dict(), "common": {}}, str(path))
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    missing = [key for key in missing if not key.endswith("_extra_state")]
+    if missing:
+        raise RuntimeError(f"{path}: checkpoint lacks {missing[:5]}")
+    return state["common"]

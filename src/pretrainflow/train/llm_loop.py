@@ -1,0 +1,126 @@
+"""The LLM training loop: resume -> steps (progress bar, tokens/s, metrics.jsonl, TensorBoard) -> checkpoints.
+
+metrics.jsonl lines (rank 0, one per logged step): step, loss (nats/token), lr, grad_norm, tokens (seen so far),
+tokens_per_s (this step), wall (seconds since the run started, summed over resumed segments).
+final.json (rank 0, at the end): what the launcher needs for summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from pretrainflow.io import atomic_write_json, config_hash
+from pretrainflow.train import llm_checkpoint
+from pretrainflow.train.llm_spec import LLMRun
+from pretrainflow.train.signals import EXIT_CHECKPOINTED, WalltimeGuard
+
+
+@dataclass(kw_only=True)
+class TrainLoop:
+    run: LLMRun
+    spec: dict[str, Any]
+    engine: Any
+    stream: Any
+    root: Path
+    device: str
+    step: int = 0
+    wall_before: float = 0.0  # training seconds of earlier (killed / checkpointed) segments
+    _lines: list[str] = field(default_factory=list)
+
+    @property
+    def is_main(self) -> bool:
+        return dist.get_rank() == 0
+
+    def resume(self) -> None:
+        """Load the latest complete checkpoint if there is one (any tensor-parallel layout)."""
+        found = llm_checkpoint.latest(self.root)
+        if found is None:
+            return
+        step, path = found
+        model, optimizer = self.engine.state_for_checkpoint()
+        common = llm_checkpoint.load(path, model, optimizer)
+        self.engine.scheduler.load_state_dict(common["scheduler"])
+        self.step, self.wall_before = int(common["step"]), float(common["wall_seconds"])
+        if self.is_main:
+            self._trim_metrics(self.step)
+            print(f"[pretrain-llm] resumed from {path} at step {step}", flush=True)
+
+    def _trim_metrics(self, step: int) -> None:
+        # Steps after the checkpoint will be redone: drop their lines so the curve has each step once.
+        path = self.root / "metrics.jsonl"
+        if path.is_file():
+            keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            path.write_text("".join(line + "\n" for line in keep))
+
+    def save(self, wall: float) -> None:
+        model, optimizer = self.engine.state_for_checkpoint()
+        common = {
+            "step": self.step,
+            "tokens": self.step * self.run.tokens_per_step,
+            "wall_seconds": wall,
+            "scheduler": self.engine.scheduler.state_dict(),
+            "config_hash": config_hash(self.spec),
+            "spec": json.dumps(self.spec, sort_keys=True),
+        }
+        llm_checkpoint.save(self.root, self.step, model, optimizer, common)
+
+    def train(self, *, max_steps: int | None, started: float) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.resume()
+        run, last = self.run, min(self.run.train_steps, max_steps or self.run.train_steps)
+        bar, tb = self._progress(last)
+        segment_start, trained_tokens, step_seconds = time.time(), 0, 0.0
+        with WalltimeGuard() as guard:
+            while self.step < last:
+                t0 = time.time()
+                loss, grad_norm = self.engine.train_step(list(self.stream.step(self.step)))
+                self.step += 1
+                seconds = time.time() - t0
+                step_seconds += seconds
+                trained_tokens += run.tokens_per_step
+                wall = self.wall_before + time.time() - segment_start
+                if self.is_main and (self.step % run.log_every == 0 or self.step == last):
+                    self._log(loss, grad_norm, run.tokens_per_step / seconds, wall, bar, tb)
+                if run.checkpoint_every and self.step % run.checkpoint_every == 0 and self.step < last:
+                    self.save(wall)
+                if guard.agreed():
+                    self.save(wall)
+                    return EXIT_CHECKPOINTED
+        wall = self.wall_before + time.time() - segment_start
+        self.save(wall)
+        if self.is_main:
+            bar.close()
+            tb.close()
+            atomic_write_json(self.root / "final.json", {
+                "step": self.step, "tokens": self.step * run.tokens_per_step, "wall_seconds": wall,
+                # training steps only (data loading included, checkpoint saves excluded), last segment
+                "tokens_per_s": trained_tokens / step_seconds if trained_tokens else None,
+                "world_size": dist.get_world_size(), "device": self.device,
+            })  # fmt: skip
+        return 0 if self.step >= run.train_steps else EXIT_CHECKPOINTED
+
+    def _progress(self, last: int):
+        if not self.is_main:
+            return None, None
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        bar = tqdm(total=last, initial=self.step, desc=f"pretrain {self.run.run_id}", unit="step", mininterval=2)
+        return bar, SummaryWriter(str(self.root / "tensorboard"), purge_step=self.step + 1)
+
+    def _log(self, loss: float, grad_norm: float, tokens_per_s: float, wall: float, bar, tb) -> None:
+        lr = self.engine.scheduler.get_lr(self.engine.optimizer.param_groups[0])
+        record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                  "tokens": self.step * self.run.tokens_per_step, "tokens_per_s": tokens_per_s, "wall": wall}  # fmt: skip
+        with open(self.root / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        for key in ("loss", "lr", "grad_norm", "tokens_per_s"):
+            tb.add_scalar(f"train/{key}", record[key], self.step)
+        bar.update(self.step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:.0f}")
