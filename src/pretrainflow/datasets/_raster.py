@@ -32,7 +32,8 @@ def _label_segments(x0, y0, dx, dy, labels, size: int) -> np.ndarray:
     point is left to the next segment. Off-image pixels are clipped onto the 1-px border, cropped by the caller.
     """
     padded = size + 2
-    buffer = np.zeros(padded * padded, dtype=np.int32)
+    # Labels 1..K: one byte while K < 256 (both published families: K <= 200) keeps the buffer cache-resident.
+    buffer = np.zeros(padded * padded, dtype=labels.dtype)
     count = np.maximum(np.abs(dx), np.abs(dy))
     np.maximum(count, np.float32(1.0), out=count)
     widths = _bucket_widths(int(count.max(initial=1.0)))
@@ -85,7 +86,8 @@ def draw_closed_polylines(
     np.subtract(ix[:, :1], ix[:, -1:], out=dx[:, -1:])
     np.subtract(iy[:, 1:], iy[:, :-1], out=dy[:, :-1])
     np.subtract(iy[:, :1], iy[:, -1:], out=dy[:, -1:])
-    labels = np.repeat(np.arange(1, num_lines + 1, dtype=np.int32), num_vertices)  # 0 stays the background
+    label_type = np.uint8 if num_lines < 256 else np.uint16 if num_lines < 65536 else np.int32
+    labels = np.repeat(np.arange(1, num_lines + 1, dtype=label_type), num_vertices)  # 0 stays the background
     ix, iy, dx, dy = (a.reshape(-1) for a in (ix, iy, dx, dy))
     # Drop segments with both ends beyond the same image edge (Cohen-Sutherland trivial reject).
     jx, jy = ix + dx, iy + dy
@@ -95,7 +97,7 @@ def draw_closed_polylines(
     lut = np.empty(num_lines + 1, dtype=np.uint8)
     lut[0] = background
     lut[1:] = colors
-    return lut[label]
+    return np.take(lut, label)
 
 
 def splat_points(cols: np.ndarray, rows: np.ndarray, size: int, value: int = 255) -> np.ndarray:
