@@ -1,0 +1,1 @@
+"""Exports of trained weights to other libraries' formats."""

@@ -1,0 +1,158 @@
+"""Fine-tune a ViT on a downstream task, from pretrained weights (head re-initialised) or from scratch.
+
+    pretrainflow finetune --spec "$(cat finetune.json)" --pretrained results/pretrain/vit-micro-fdb/model.safetensors \\
+        --out results/finetune/vit-micro-fdb/digits
+
+Same DeepSpeed loop as pretraining (train/loop.py) with the study's ``finetune.recipe``; writes the directory of
+train/artifacts.py. The test split is not touched here: ``pretrainflow evaluate`` reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from pretrainflow.errors import PretrainflowError
+from pretrainflow.io import config_hash
+from pretrainflow.launch import world_from_env
+from pretrainflow.train.vit_spec import FinetuneSpec
+
+
+def load_pretrained(model: torch.nn.Module, path: Path) -> list[str]:
+    """Load ``path`` (our model.safetensors, timm names) into ``model`` except the classifier; return the skipped keys.
+
+    Everything but ``head.*`` must match in name and shape: a pretrained file of another architecture is an error
+    naming the first mismatching key, never a silent partial load.
+    """
+    from pretrainflow.train.artifacts import load_safetensors
+
+    if not path.is_file():
+        raise PretrainflowError(f"--pretrained {path}: file not found")
+    weights, _meta = load_safetensors(path)
+    own = model.state_dict()
+    body = {k: v for k, v in weights.items() if not k.startswith("head.")}
+    for key, value in body.items():
+        if key not in own or own[key].shape != value.shape:
+            expected = tuple(own[key].shape) if key in own else "no such parameter"
+            raise PretrainflowError(
+                f"--pretrained {path}: {key} has shape {tuple(value.shape)}, the model expects {expected}"
+            )
+    missing = sorted(set(own) - set(body) - {k for k in own if k.startswith("head.")})
+    if missing:
+        raise PretrainflowError(f"--pretrained {path}: lacks {missing[:5]} of the model")
+    model.load_state_dict(body, strict=False)
+    return sorted(set(weights) - set(body))
+
+
+def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoints: Path | None) -> int:
+    """Fine-tune per ``spec``; collective over the ranks of the world in the environment."""
+    from pretrainflow.models import VisionTransformer
+    from pretrainflow.tasks import load_task
+    from pretrainflow.train.artifacts import mfu, write_stage_dir
+    from pretrainflow.train.engine import setup_distributed
+    from pretrainflow.train.loop import TrainPlan, train
+
+    started = time.perf_counter()
+    if (spec.source == "pretrained") != (pretrained is not None):
+        raise PretrainflowError(
+            f"finetune: source {spec.source!r} needs {'a' if pretrained is None else 'no'} --pretrained file"
+        )
+    world = world_from_env()
+    placement = setup_distributed(world)
+    config = spec.to_dict()
+    digest = config_hash(config)
+    recipe = spec.recipe
+    probe = spec.model.config(1)
+    task = load_task(spec.task_spec, probe.image_size)
+    vit_cfg = spec.model.config(task.num_classes)
+    torch.manual_seed(recipe.seed + spec.seed)  # the new head (and a scratch model) are the same on every rank
+    model = VisionTransformer(vit_cfg)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+    model = model.to(placement.device)
+    plan = TrainPlan(
+        optimizer=recipe.optimizer,
+        schedule=recipe.schedule,
+        batch=recipe.batch,
+        augment=recipe.augment,
+        precision=recipe.precision,
+        zero_stage=recipe.zero_stage,
+        log_every=recipe.log_every,
+        num_workers=recipe.num_workers,
+        seed=recipe.seed + spec.seed,
+        image_size=vit_cfg.image_size,
+        in_chans=vit_cfg.in_chans,
+        num_classes=task.num_classes,
+    )
+    ckpt_root = checkpoints / digest[:12] if checkpoints is not None else None
+    result = train(
+        model,
+        task.train,
+        plan,
+        world,
+        placement,
+        checkpoint_root=ckpt_root,
+        config=config,
+        config_hash=digest,
+        desc=f"finetune {spec.run_id} on {spec.task}",
+        tb_dir=None,
+    )
+    if result.exit_code == 0 and world.is_main:
+        wall = time.perf_counter() - started
+        summary = {
+            **result.summary,
+            "run_id": spec.run_id,
+            "source": spec.source,
+            "task": spec.task,
+            "model": spec.model.name,
+            "num_images": len(task.train),
+            "num_classes": task.num_classes,
+            "task_checksum": task.checksum,
+            "devices": f"{world.world_size} x {placement.device_name}",
+            "wall_seconds": wall,
+            "device_hours": wall * world.world_size / 3600.0,
+            "mfu": mfu(
+                flops_per_image=model.flops_per_image(),
+                images_per_s=result.summary["throughput"],
+                world_size=world.world_size,
+                device_name=placement.device_name,
+            ),
+        }
+        meta = {
+            "format": "pt",
+            "architecture": spec.model.name,
+            "timm_name": vit_cfg.timm_name,
+            "vit_config": json.dumps(vit_cfg.to_dict(), sort_keys=True),
+            "config_hash": digest,
+        }
+        write_stage_dir(
+            out,
+            state_dict=result.state_dict,
+            model_meta=meta,
+            metrics=result.metrics,
+            summary=summary,
+            config=config,
+            tb_dir=None,
+            title=f"finetune {spec.run_id} / {spec.task}",
+        )
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return result.exit_code
+
+
+def worker(argv: list[str]) -> int:
+    """Per-rank entry (``pretrainflow.train.finetune:worker``) with the ``finetune`` arguments."""
+    parser = argparse.ArgumentParser(prog="finetune worker")
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--pretrained", type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--checkpoints", type=Path)
+    args = parser.parse_args(argv)
+    spec = FinetuneSpec.from_dict(json.loads(args.spec), "--spec")
+    return finetune(spec, pretrained=args.pretrained, out=args.out, checkpoints=args.checkpoints)

@@ -1,0 +1,94 @@
+"""Training logs of rank 0: a tqdm progress bar, metric rows every N steps, TensorBoard events, a loss-curve plot."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from pretrainflow.io import atomic_path
+
+
+class RunLog:
+    """Collects metric rows (step, epoch, loss, lr, images_per_s, ...); the bar and TensorBoard only on rank 0."""
+
+    def __init__(
+        self,
+        *,
+        is_main: bool,
+        total_steps: int,
+        initial_step: int,
+        desc: str,
+        tb_dir: Path | None,
+        rows: list[dict] | None = None,
+    ) -> None:
+        self.is_main = is_main
+        self.rows: list[dict] = list(rows or [])
+        self.bar = None
+        self.tb = None
+        if is_main:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total_steps,
+                initial=initial_step,
+                desc=desc,
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=1.0,
+            )
+            if tb_dir is not None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(log_dir=str(tb_dir))
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def record(self, row: dict) -> None:
+        """Add one metrics row (all ranks keep them: the row list travels in checkpoints)."""
+        self.rows.append(row)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
+        if self.tb is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tb.add_scalar(f"train/{key}", value, row["step"])
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
+
+
+def metrics_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a typed frame: step int64, epoch/loss/lr float64 (an empty run still has the columns)."""
+    frame = pd.DataFrame(rows, columns=sorted({k for r in rows for k in r} | {"step", "epoch", "loss", "lr"}))
+    frame["step"] = frame["step"].astype("int64")
+    for key in frame.columns.drop("step"):
+        frame[key] = frame[key].astype("float64")
+    return frame
+
+
+def plot_loss(frame: pd.DataFrame, path: Path, title: str) -> None:
+    """Training loss vs step (PNG, written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.plot(frame["step"], frame["loss"], marker=".")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)

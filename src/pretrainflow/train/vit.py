@@ -1,0 +1,148 @@
+"""ViT pretraining through DeepSpeed: one worker per rank, started by ``pretrainflow pretrain-vit``.
+
+    pretrainflow pretrain-vit --spec "$(cat spec.json)" --dataset results/datasets/fdb-tiny \\
+        --out results/pretrain/vit-micro-fdb --checkpoints results/checkpoints/vit-micro-fdb
+
+starts ``devices.cpu_ranks`` (or ``gpus_per_node``) processes through pretrainflow.launch; under torchrun / srun /
+mpirun the world comes from the launcher. Each rank reads its share of the dataset, trains the registered ViT with a
+DeepSpeed engine (train/loop.py), and rank 0 writes results/pretrain/{run}/ (train/artifacts.py). Checkpoints live in
+{checkpoints}/{config_hash[:12]}/ so that rerunning the same spec resumes and a changed spec starts afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from pretrainflow.io import config_hash
+from pretrainflow.launch import world_from_env
+from pretrainflow.train.vit_spec import VitRunSpec
+
+
+def open_pretrain_dataset(spec: VitRunSpec, dataset_dir: Path):
+    """Stored shards of ``dataset_dir``, or (``on_the_fly``) images rendered from its categories as they are read."""
+    import pretrainflow.datasets as datasets
+
+    if spec.on_the_fly:
+        import pandas as pd
+
+        categories = pd.read_parquet(dataset_dir / "categories.parquet")
+        return datasets.OnTheFlyDataset(spec.dataset_spec, categories)
+    return datasets.open_dataset(dataset_dir)
+
+
+def pretrain(
+    spec: VitRunSpec, dataset, *, out: Path, checkpoints: Path | None, dataset_checksum: str | None = None
+) -> int:
+    """Pretrain on ``dataset`` (items: uint8 [C, H, W], int label; attribute ``num_classes``); collective."""
+    from pretrainflow.models import VisionTransformer
+    from pretrainflow.train.artifacts import mfu, write_stage_dir
+    from pretrainflow.train.engine import setup_distributed
+    from pretrainflow.train.loop import TrainPlan, train
+
+    started = time.perf_counter()
+    world = world_from_env()
+    placement = setup_distributed(world)
+    config = spec.to_dict()
+    digest = config_hash(config)
+    vit_cfg = spec.model.config(int(dataset.num_classes))
+    torch.manual_seed(spec.seed)  # same initial weights on every rank
+    model = VisionTransformer(vit_cfg).to(placement.device)
+    plan = TrainPlan(
+        optimizer=spec.optimizer,
+        schedule=spec.schedule,
+        batch=spec.batch,
+        augment=spec.augment,
+        precision=spec.precision,
+        zero_stage=spec.zero_stage,
+        log_every=spec.log_every,
+        num_workers=spec.num_workers,
+        seed=spec.seed,
+        image_size=vit_cfg.image_size,
+        in_chans=vit_cfg.in_chans,
+        num_classes=vit_cfg.num_classes,
+        checkpoint_every=spec.checkpoint.every_steps,
+        keep=spec.checkpoint.keep,
+    )
+    ckpt_root = checkpoints / digest[:12] if checkpoints is not None else None
+    result = train(
+        model,
+        dataset,
+        plan,
+        world,
+        placement,
+        checkpoint_root=ckpt_root,
+        config=config,
+        config_hash=digest,
+        desc=f"pretrain {spec.run_id or spec.model.name}",
+        tb_dir=(ckpt_root / "tensorboard") if ckpt_root is not None else None,
+    )
+    if result.exit_code == 0 and world.is_main:
+        wall = time.perf_counter() - started
+        summary = {
+            **result.summary,
+            "run_id": spec.run_id,
+            "model": spec.model.name,
+            "dataset": spec.dataset,
+            "num_images": len(dataset),
+            "num_classes": vit_cfg.num_classes,
+            "devices": f"{world.world_size} x {placement.device_name}",
+            "wall_seconds": wall,
+            "device_hours": wall * world.world_size / 3600.0,
+            "dataset_checksum": dataset_checksum,
+            "mfu": mfu(
+                flops_per_image=model.flops_per_image(),
+                images_per_s=result.summary["throughput"],
+                world_size=world.world_size,
+                device_name=placement.device_name,
+            ),
+        }
+        meta = {
+            "format": "pt",
+            "architecture": spec.model.name,
+            "timm_name": vit_cfg.timm_name,
+            "vit_config": json.dumps(vit_cfg.to_dict(), sort_keys=True),
+            "config_hash": digest,
+        }
+        write_stage_dir(
+            out,
+            state_dict=result.state_dict,
+            model_meta=meta,
+            metrics=result.metrics,
+            summary=summary,
+            config=config,
+            tb_dir=ckpt_root / "tensorboard" if ckpt_root else None,
+            title=f"pretrain {spec.run_id}",
+        )
+    if dist.is_initialized():
+        dist.barrier()  # no rank exits (and tears down the group) before rank 0 has written the outputs
+        dist.destroy_process_group()
+    return result.exit_code
+
+
+def worker(argv: list[str]) -> int:
+    """Per-rank entry (``pretrainflow.train.vit:worker``) with the ``pretrain-vit`` arguments."""
+    parser = argparse.ArgumentParser(prog="pretrain-vit worker")
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--dataset", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--checkpoints", type=Path)
+    args = parser.parse_args(argv)
+    spec = VitRunSpec.from_dict(json.loads(args.spec), "--spec")
+    dataset = open_pretrain_dataset(spec, args.dataset)
+    checksum = _dataset_checksum(args.dataset)
+    return pretrain(spec, dataset, out=args.out, checkpoints=args.checkpoints, dataset_checksum=checksum)
+
+
+def _dataset_checksum(dataset_dir: Path) -> str | None:
+    try:
+        from pretrainflow.datasets import dataset_checksum
+
+        return dataset_checksum(dataset_dir)
+    except (ImportError, AttributeError, FileNotFoundError):
+        return None

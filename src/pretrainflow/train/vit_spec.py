@@ -1,0 +1,370 @@
+"""Typed specs of a ViT pretraining run, a downstream task and a fine-tune, checked with key paths.
+
+The study's config loader calls ``check_vit_run(run, "pretrain.<name>")``, ``check_task(task, "tasks.<name>")`` and
+``check_finetune(section, "finetune")``; the training commands call ``VitRunSpec.from_dict(json)`` /
+``FinetuneSpec.from_dict(json)`` on the canonical JSON a rule passes with ``--spec``.
+Defaults are the DeiT / FractalDB-ViT recipe (../shared/reference/fdsl.md); the default study overrides them for CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pretrainflow.train.spec_fields import build, number, one_of, positive_int
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "sgd", "lamb", "sam", "shampoo")
+TASK_KINDS = ("digits", "cifar10", "cifar100", "imagefolder")
+RESERVED_TASK_NAMES = ("pretrain", "heldout")  # results/rows/{run}/pretrain.parquet, LLM heldout.parquet
+
+
+@dataclass(kw_only=True, slots=True)
+class ModelSpec:
+    """A registered ViT (models/vit_registry.py) and the fields it overrides."""
+
+    name: str
+    image_size: int | None = None
+    patch_size: int | None = None
+    in_chans: int | None = None
+    drop_path: float = 0.1
+    drop_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        from pretrainflow.models import list_vits
+
+        one_of("name", self.name, list_vits())
+        for key in ("image_size", "patch_size", "in_chans"):
+            if getattr(self, key) is not None:
+                positive_int(key, getattr(self, key))
+        number("drop_path", self.drop_path, 0.0, 0.99)
+        number("drop_rate", self.drop_rate, 0.0, 0.99)
+        try:
+            self.config(1)  # shape checks (image_size multiple of patch_size, ...)
+        except (ValueError, KeyError) as err:
+            raise ValueError(str(err.args[0]).removeprefix("model.")) from err
+
+    def config(self, num_classes: int):
+        """The ``ViTConfig`` for ``num_classes`` outputs."""
+        from pretrainflow.models import vit_config
+
+        overrides = {k: getattr(self, k) for k in ("image_size", "patch_size", "in_chans") if getattr(self, k)}
+        return vit_config(
+            self.name, num_classes=num_classes, drop_path=self.drop_path, drop_rate=self.drop_rate, **overrides
+        )
+
+
+@dataclass(kw_only=True, slots=True)
+class OptimizerSpec:
+    """Optimizer (train/optim.py registry). ``lr`` is the rate at ``lr_batch`` images; it scales linearly with the
+    global batch when ``lr_batch`` is set (DeiT: lr 5e-4 x batch / 512)."""
+
+    name: str = "adamw"
+    lr: float = 5e-4
+    lr_batch: int | None = None  # e.g. 512 for the DeiT rule; None: ``lr`` is used as given
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    momentum: float = 0.9
+    base: str = "adamw"  # the optimizer SAM wraps
+    rho: float = 0.05  # SAM neighbourhood size
+    grad_clip: float | None = None  # max global L2 norm of the gradients, None for no clipping
+
+    def __post_init__(self) -> None:
+        one_of("name", self.name, OPTIMIZERS)
+        one_of("base", self.base, [o for o in OPTIMIZERS if o != "sam"])
+        number("lr", self.lr, 0.0, open_low=True)
+        if self.lr_batch is not None:
+            positive_int("lr_batch", self.lr_batch)
+        number("weight_decay", self.weight_decay, 0.0)
+        if not (isinstance(self.betas, list | tuple) and len(self.betas) == 2):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
+        for beta in self.betas:
+            number("betas", beta, 0.0, 0.9999999)
+        number("eps", self.eps, 0.0, open_low=True)
+        number("momentum", self.momentum, 0.0, 1.0)
+        number("rho", self.rho, 0.0, open_low=True)
+        if self.grad_clip is not None:
+            number("grad_clip", self.grad_clip, 0.0, open_low=True)
+
+    def scaled_lr(self, global_batch: int) -> float:
+        return self.lr * global_batch / self.lr_batch if self.lr_batch else self.lr
+
+
+@dataclass(kw_only=True, slots=True)
+class ScheduleSpec:
+    """Linear warmup from 0 then cosine to ``min_lr`` (absolute), per optimizer step."""
+
+    epochs: int = 300
+    warmup_epochs: float = 5.0
+    min_lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        positive_int("epochs", self.epochs)
+        number("warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
+        number("min_lr", self.min_lr, 0.0)
+
+
+@dataclass(kw_only=True, slots=True)
+class BatchSpec:
+    """``micro`` images per rank per forward; global batch = micro x accumulation x world size."""
+
+    micro: int = 64
+    accumulation: int = 1
+
+    def __post_init__(self) -> None:
+        positive_int("micro", self.micro)
+        positive_int("accumulation", self.accumulation)
+
+
+@dataclass(kw_only=True, slots=True)
+class AugmentSpec:
+    """DeiT-style augmentation on tensors; each part switches off with 0 / false / null."""
+
+    random_resized_crop: bool = True
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    hflip: float = 0.0  # off for FDSL pretraining (fdsl.md); 0.5 for natural images
+    randaugment_ops: int = 2  # RandAugment m9-mstd0.5: 2 ops per image
+    randaugment_magnitude: float = 9.0  # out of 10
+    randaugment_magnitude_std: float = 0.5
+    color_jitter: float = 0.4
+    random_erasing: float = 0.25
+    mixup: float = 0.8  # Beta(alpha, alpha); 0 = off
+    cutmix: float = 1.0
+    mix_prob: float = 1.0
+    switch_prob: float = 0.5  # probability of cutmix instead of mixup when both are on
+    label_smoothing: float = 0.1
+    mean: float = 0.5
+    std: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.random_resized_crop, bool):
+            raise ValueError(f"random_resized_crop: expected true or false, got {self.random_resized_crop!r}")
+        if not (isinstance(self.crop_scale, list | tuple) and len(self.crop_scale) == 2):
+            raise ValueError(f"crop_scale: expected [min, max] in (0, 1], got {self.crop_scale!r}")
+        for value in self.crop_scale:
+            number("crop_scale", value, 0.0, 1.0, open_low=True)
+        positive_int("randaugment_ops", self.randaugment_ops, minimum=0)
+        number("randaugment_magnitude", self.randaugment_magnitude, 0.0, 10.0)
+        number("randaugment_magnitude_std", self.randaugment_magnitude_std, 0.0)
+        for key in ("hflip", "color_jitter", "random_erasing", "mix_prob", "switch_prob"):
+            number(key, getattr(self, key), 0.0, 1.0)
+        number("mixup", self.mixup, 0.0)
+        number("cutmix", self.cutmix, 0.0)
+        number("label_smoothing", self.label_smoothing, 0.0, 0.99)
+        number("std", self.std, 0.0, open_low=True)
+        number("mean", self.mean, 0.0, 1.0)
+
+
+@dataclass(kw_only=True, slots=True)
+class DevicesSpec:
+    """Where a run trains: ``gpus_per_node`` GPUs on ``nodes`` nodes, or ``cpu_ranks`` gloo ranks without GPUs."""
+
+    nodes: int = 1
+    gpus_per_node: int = 0
+    cpu_ranks: int = 1
+    cpus_per_rank: int = 1  # cores per rank (data loading workers + the training process)
+    mem_mb: int = 4000  # memory per node, MB
+    runtime_minutes: int = 60  # walltime asked for per job; longer runs resume from checkpoints across jobs
+
+    def __post_init__(self) -> None:
+        positive_int("nodes", self.nodes)
+        positive_int("gpus_per_node", self.gpus_per_node, minimum=0)
+        positive_int("cpu_ranks", self.cpu_ranks)
+        positive_int("cpus_per_rank", self.cpus_per_rank)
+        positive_int("mem_mb", self.mem_mb, minimum=100)
+        positive_int("runtime_minutes", self.runtime_minutes)
+
+    @property
+    def procs_per_node(self) -> int:
+        return self.gpus_per_node or self.cpu_ranks
+
+
+@dataclass(kw_only=True, slots=True)
+class CheckpointSpec:
+    every_steps: int = 1000  # optimizer steps between checkpoints (also one at the end of each run)
+    keep: int = 2  # complete checkpoints kept
+
+    def __post_init__(self) -> None:
+        positive_int("every_steps", self.every_steps)
+        positive_int("keep", self.keep)
+
+
+def _engine_checks(spec: Any) -> None:
+    one_of("precision", spec.precision, PRECISIONS)
+    one_of("zero_stage", spec.zero_stage, [0, 1, 2, 3])
+    positive_int("log_every", spec.log_every)
+    positive_int("num_workers", spec.num_workers, minimum=0)
+    positive_int("seed", spec.seed, minimum=0)
+
+
+_RUN_NESTED = {
+    "model": ModelSpec,
+    "optimizer": OptimizerSpec,
+    "schedule": ScheduleSpec,
+    "batch": BatchSpec,
+    "augment": AugmentSpec,
+    "devices": DevicesSpec,
+    "checkpoint": CheckpointSpec,
+}
+
+
+@dataclass(kw_only=True, slots=True)
+class VitRunSpec:
+    """One ViT pretraining run (a ``pretrain.<name>`` entry with ``kind: vit``)."""
+
+    kind: str = "vit"
+    model: ModelSpec
+    dataset: str
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    batch: BatchSpec = field(default_factory=BatchSpec)
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    devices: DevicesSpec = field(default_factory=DevicesSpec)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    precision: str = "fp32"
+    zero_stage: int = 0
+    log_every: int = 10  # optimizer steps between metric rows
+    num_workers: int = 0  # DataLoader workers per rank (0: load in the training process)
+    seed: int = 0
+    on_the_fly: bool = False  # render images from the category parameters instead of reading shards
+    run_id: str = ""  # filled in by the config loader
+    dataset_spec: dict | None = None  # the dataset's resolved spec, merged in by the config loader
+    ablation: dict | None = None  # {name, base, overrides} for a run expanded from an ablation grid
+
+    def __post_init__(self) -> None:
+        one_of("kind", self.kind, ["vit"])
+        _engine_checks(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "pretrain") -> VitRunSpec:
+        return build(cls, data, where, _RUN_NESTED)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(kw_only=True, slots=True)
+class TaskSpec:
+    """A downstream classification task (tasks/ registry)."""
+
+    kind: str
+    name: str = ""  # the task's name in the study (filled in by the config loader)
+    path: str | None = None  # CIFAR python archive (.tar.gz or extracted dir) / ImageFolder root with train/ and val/
+    image_size: int | None = None  # default: the model's image size
+    test_fraction: float = 0.25  # digits: held-out share
+    split_seed: int = 0  # digits: seed of the fixed train/test split
+    train_limit: int | None = None  # use only the first N training images (few-shot studies, fast tests)
+
+    def __post_init__(self) -> None:
+        one_of("kind", self.kind, TASK_KINDS)
+        if self.name in RESERVED_TASK_NAMES:
+            raise ValueError(
+                f"name: {self.name!r} is reserved for the rows of pretraining runs; choose another task name"
+            )
+        if self.kind != "digits" and not (isinstance(self.path, str) and self.path):
+            raise ValueError(f"path: task kind {self.kind!r} needs the path of its data, got {self.path!r}")
+        if self.image_size is not None:
+            positive_int("image_size", self.image_size, minimum=8)
+        number("test_fraction", self.test_fraction, 0.0, 0.9, open_low=True)
+        positive_int("split_seed", self.split_seed, minimum=0)
+        if self.train_limit is not None:
+            positive_int("train_limit", self.train_limit)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "tasks") -> TaskSpec:
+        return build(cls, data, where)
+
+
+@dataclass(kw_only=True, slots=True)
+class RecipeSpec:
+    """How every fine-tune of a study trains (the ``finetune.recipe`` section)."""
+
+    epochs: int = 100
+    optimizer: OptimizerSpec = field(
+        default_factory=lambda: OptimizerSpec(name="sgd", lr=0.01, lr_batch=512, weight_decay=1e-4)
+    )
+    schedule: ScheduleSpec | None = None  # default: warmup 0, cosine to 0 over ``epochs``
+    batch: BatchSpec = field(default_factory=lambda: BatchSpec(micro=96))
+    augment: AugmentSpec = field(default_factory=lambda: AugmentSpec(hflip=0.5))
+    devices: DevicesSpec = field(default_factory=DevicesSpec)
+    precision: str = "fp32"
+    zero_stage: int = 0
+    log_every: int = 10
+    num_workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive_int("epochs", self.epochs)
+        _engine_checks(self)
+        if self.schedule is None:
+            self.schedule = ScheduleSpec(epochs=self.epochs, warmup_epochs=0.0, min_lr=0.0)
+        elif self.schedule.epochs != self.epochs:
+            raise ValueError(f"schedule.epochs: {self.schedule.epochs} differs from recipe epochs {self.epochs}")
+
+
+_RECIPE_NESTED = {k: v for k, v in _RUN_NESTED.items() if k in ("optimizer", "schedule", "batch", "augment", "devices")}
+
+
+@dataclass(kw_only=True, slots=True)
+class FinetuneSection:
+    """The study's ``finetune`` section: which tasks, whether to train a scratch baseline, and the recipe."""
+
+    tasks: list[str]
+    scratch_baseline: bool = True
+    recipe: RecipeSpec = field(default_factory=RecipeSpec)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.tasks, list) and self.tasks and all(isinstance(t, str) for t in self.tasks)):
+            raise ValueError(f"tasks: expected a non-empty list of task names, got {self.tasks!r}")
+        if not isinstance(self.scratch_baseline, bool):
+            raise ValueError(f"scratch_baseline: expected true or false, got {self.scratch_baseline!r}")
+
+
+@dataclass(kw_only=True, slots=True)
+class FinetuneSpec:
+    """One fine-tune (docs/CONTRACTS.md "Finetune spec"): a pretrained run or scratch, on one task."""
+
+    run_id: str
+    source: str
+    model: ModelSpec
+    task: str
+    task_spec: TaskSpec
+    recipe: RecipeSpec
+    seed: int = 0
+    pretrain_spec: dict | None = None
+
+    def __post_init__(self) -> None:
+        one_of("source", self.source, ["pretrained", "scratch"])
+        positive_int("seed", self.seed, minimum=0)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "finetune") -> FinetuneSpec:
+        if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
+            data = {**data, "recipe": build(RecipeSpec, data["recipe"], f"{where}.recipe", _RECIPE_NESTED)}
+        return build(cls, data, where, {"model": ModelSpec, "task_spec": TaskSpec})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The config loader's hooks (pretrainflow.config.AREA_CHECKS): each returns the spec with every default filled in,
+# so the resolved spec that is hashed and passed to the rules shows every value the run uses.
+
+
+def check_vit_run(spec: Any, where: str) -> dict:
+    """Validate a ``pretrain.<name>`` run of kind vit; raise ``ConfigError`` naming the key path."""
+    return VitRunSpec.from_dict(spec, where).to_dict()
+
+
+def check_task(spec: Any, where: str) -> dict:
+    """Validate a ``tasks.<name>`` entry."""
+    return asdict(TaskSpec.from_dict(spec, where))
+
+
+def check_finetune(spec: Any, where: str) -> dict:
+    """Validate the study's ``finetune`` section."""
+    data = spec
+    if isinstance(spec, dict) and isinstance(spec.get("recipe"), dict):
+        data = {**spec, "recipe": build(RecipeSpec, spec["recipe"], f"{where}.recipe", _RECIPE_NESTED)}
+    return asdict(build(FinetuneSection, data, where))
