@@ -32,6 +32,9 @@ def setup_world(run: LLMRun, device: str) -> None:
     from pretrainflow.launch import world_from_env
 
     world = world_from_env()
+    if device == "cpu":
+        # One rank per core share: N ranks x default threads (= all cores each) oversubscribe the CPU badly.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.local_world_size))
     os.environ.setdefault("MASTER_ADDR", world.master_addr)
     os.environ.setdefault("MASTER_PORT", str(world.master_port))
     if device == "cuda":

@@ -41,7 +41,7 @@ def build_gpt_datasets(*, prefix: Path, tokenizer_path: Path, split: str, seq_le
     config = GPTDatasetConfig(
         random_seed=seed,
         sequence_length=seq_length,
-        blend=([str(prefix)], [1.0]),
+        blend=([str(prefix)], None),  # one corpus: weights are implied (megatron requires None for full-epoch splits)
         split=split,
         tokenizer=make_megatron_tokenizer(tokenizer_path),
         path_to_cache=str(cache_dir),

@@ -1,0 +1,103 @@
+"""Held-out evaluation of a pretrained GPT: validation loss and perplexity -> results rows.
+
+The validation split is the corpus's ``split`` middle weight (e.g. "98,1,1" -> 1 % of documents), built by the same
+megatron-core GPTDataset machinery as training (documents never seen in training). Loss is the token-weighted mean
+cross entropy over ``eval.iters`` batches of ``batch.global`` sequences (fewer if the split is smaller: one pass, no
+repetition); perplexity = exp(loss). Rows go to ``results/rows/{run}/heldout.parquet`` with task "heldout".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pretrainflow.train.llm_spec import LLMRun
+
+
+def load_published_model(run: LLMRun, model_path: Path):
+    """TP=1 GPTModel with the weights of a published model.safetensors (needs single_process_world())."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from pretrainflow.models.gpt import build_gpt_model, transformer_config
+
+    with safe_open(str(model_path), "pt") as handle:
+        vocab_size = int(handle.metadata()["vocab_size"])
+    config = transformer_config(run.shape, device="cpu", params_dtype=torch.float32)
+    model = build_gpt_model(run.shape, vocab_size=vocab_size, seq_length=run.seq_length, device="cpu", config=config)
+    missing, unexpected = model.load_state_dict(load_file(str(model_path)), strict=False)
+    missing = [key for key in missing if not key.endswith("_extra_state")]
+    if missing or unexpected:
+        raise RuntimeError(f"{model_path}: weights do not match {run.shape.name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval(), vocab_size
+
+
+@torch.no_grad()
+def heldout_loss(model, dataset, *, batch: int, iters: int) -> tuple[float, int]:
+    """(mean loss in nats/token, tokens evaluated) over the first ``iters x batch`` samples of ``dataset``."""
+    from pretrainflow.train.llm_data import collate
+
+    total, count = 0.0, 0
+    n = min(len(dataset), iters * batch)
+    for start in range(0, n, batch):
+        b = collate([dataset[i] for i in range(start, min(start + batch, n))])
+        per_token = model(b["tokens"], b["position_ids"], None, labels=b["labels"])
+        mask = b["loss_mask"].float()
+        total += float((per_token.float() * mask).sum())
+        count += int(mask.sum())
+    return total / max(count, 1), count
+
+
+def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: Path, cache_dir: Path) -> list[dict]:
+    """Validation loss and perplexity rows of one run (single process, TP=1)."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state
+
+    from pretrainflow.results.rows import make_row
+    from pretrainflow.train.llm_data import build_gpt_datasets, corpus_prefix
+    from pretrainflow.train.llm_publish import single_process_world
+
+    summary: dict[str, Any] = json.loads(summary_path.read_text())
+    manifest = json.loads((corpora_dir / run.corpus / "manifest.json").read_text())
+    torch.manual_seed(run.seed)
+    single_process_world()
+    try:
+        model, _ = load_published_model(run, model_path)
+        _, valid, _ = build_gpt_datasets(
+            prefix=corpus_prefix(corpora_dir, run.corpus),
+            tokenizer_path=corpora_dir / run.corpus / "tokenizer.json",
+            split=run.spec["corpus_spec"]["split"],
+            seq_length=run.seq_length,
+            seed=run.seed,
+            num_samples=(1, None, 0),  # valid: None = exactly one epoch of the split, no repeated samples
+            cache_dir=cache_dir,
+            is_first_rank=True,
+        )
+        if valid is None or len(valid) == 0:
+            raise RuntimeError(f"corpus {run.corpus}: the validation split is empty (split {run.spec['corpus_spec']['split']})")
+        start = time.time()
+        loss, tokens = heldout_loss(model, valid, batch=run.global_batch, iters=run.eval_iters)
+        eval_seconds = time.time() - start
+    finally:
+        parallel_state.destroy_model_parallel()
+        dist.destroy_process_group()
+    common = {
+        "run_id": run.run_id, "stage": "pretrain", "model": run.shape.name, "pretrain_source": run.corpus,
+        "task": "heldout", "split": "valid", "step": summary["step"], "seed": run.seed,
+        "dataset_checksum": manifest["checksum"], "world_size": summary["world_size"], "devices": summary["devices"],
+        "wall_seconds": summary["wall_seconds"], "device_hours": summary["device_hours"],
+        "throughput": summary["throughput"], "throughput_unit": "tokens/s", "mfu": summary["mfu"],
+    }  # fmt: skip
+    print(f"[evaluate-llm] {run.run_id}: held-out loss {loss:.4f} nats/token, perplexity {math.exp(loss):.2f} "
+          f"over {tokens} tokens ({eval_seconds:.1f} s)")  # fmt: skip
+    return [
+        make_row(config=run.spec, metric="loss", value=loss, **common),
+        make_row(config=run.spec, metric="perplexity", value=math.exp(loss), **common),
+        make_row(config=run.spec, metric="tokens_seen", value=float(summary["tokens"]), **common),
+        make_row(config=run.spec, metric="eval_tokens", value=float(tokens), **common),
+    ]
