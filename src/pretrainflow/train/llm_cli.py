@@ -33,6 +33,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--checkpoints", type=Path, default=Path("results/checkpoints"), help="holds the data index cache")
     ev.set_defaults(func=run_evaluate)
 
+    ex = subparsers.add_parser("export-llama", help="export a pretrained GPT to Hugging Face Llama format")
+    ex.add_argument("--model", required=True, type=Path, help="results/pretrain/{run}/model.safetensors")
+    ex.add_argument("--tokenizer", required=True, type=Path, help="results/corpora/{corpus}/tokenizer.json")
+    ex.add_argument("--out", required=True, type=Path, help="directory for LlamaForCausalLM.from_pretrained")
+    ex.set_defaults(func=run_export)
+
 
 def checkpoint_dir(root: Path, spec: dict) -> Path:
     """results/checkpoints/{run}/{config_hash12}: a changed config never resumes from another config's state."""
@@ -90,4 +96,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         cache_dir=checkpoint_dir(args.checkpoints, spec) / "data_cache",
     )
     write_rows(rows, args.out)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pretrainflow.export.hf_llama import export_llama
+
+    out = export_llama(args.model, args.tokenizer, args.out)
+    print(f"[export-llama] {args.model} -> {out} (transformers LlamaForCausalLM)")
     return 0
