@@ -159,8 +159,9 @@ def is_degenerate(image: np.ndarray) -> bool:
 FAMILY = Family(
     name="fractaldb",
     params_type=FractalDBParams,
-    # 32 px, 3,000 points: a few ms per category; the published categories (reference search) in smaller batches.
-    tiny_params={"num_points": 3000, "pad": 2, "search_batch": 64},
+    # For 32 px: 1,000 single points (3x3 patches would blur a 32 px fractal into noise), pad 2; the published
+    # categories (reference search) in batches of 64 trials (100 MB).
+    tiny_params={"num_points": 1000, "pad": 2, "draw": "point", "search_batch": 64},
     search=search,
     render=render,
     is_degenerate=is_degenerate,

@@ -91,6 +91,8 @@ def drop_diverged(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarra
     if len(nan) == 0:
         return xs, ys
     rows = np.append(np.arange(nan[0] - 100, nan[0]), nan)
+    # A NaN within the first 100 points makes the published code index from the end (and raise below -len).
+    rows = rows[rows >= -len(xs)]
     return np.delete(xs, rows), np.delete(ys, rows)
 
 
@@ -114,7 +116,7 @@ def quantise(points: np.ndarray, size: int, pad: int, in_place: bool = False) ->
             v /= span
             v *= span_px
             v += float(pad)
-        out.append(v.astype(np.uint16))
+            out.append(v.astype(np.uint16))  # NaN only in columns the caller discards
     return out[0], out[1]
 
 

@@ -102,6 +102,15 @@ def resolve(spec: Mapping[str, Any] | str | DatasetSpec, where: str | None = Non
     return ds, family, params
 
 
-def check_spec(spec: Mapping[str, Any], where: str) -> None:
-    """Validate one dataset spec of a study (``where`` = ``"datasets.<name>"``); raises ConfigError with the key path."""
-    resolve(spec, where)
+def resolved_dict(ds: DatasetSpec, params: Any) -> dict:
+    """The spec with every family default filled in: what is hashed, passed to rules and stored in manifests."""
+    from pretrainflow.datasets.registry import params_as_dict
+
+    return {**ds.to_dict(), "params": params_as_dict(params)}
+
+
+def check_spec(spec: Mapping[str, Any], where: str) -> dict:
+    """Validate one dataset spec of a study (``where`` = ``"datasets.<name>"``) and return it with every default filled
+    in (the config loader stores that as the resolved spec); raises ConfigError with the key path."""
+    ds, _, params = resolve(spec, where)
+    return resolved_dict(ds, params)

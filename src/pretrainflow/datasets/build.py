@@ -1,0 +1,69 @@
+"""The dataset stage as functions: search -> render shards -> manifest (the CLI and the rules call these).
+
+``build_dataset`` runs the whole stage in one process (tests, benchmarks, a laptop); the workflow runs the same steps as
+separate jobs, one per shard.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+from pretrainflow.datasets import shards as sh
+from pretrainflow.datasets.manifest import build_manifest
+from pretrainflow.datasets.spec import DatasetSpec, resolve, resolved_dict
+from pretrainflow.errors import PretrainflowError
+from pretrainflow.io import atomic_dir, atomic_path, canonical_json, config_hash, read_json
+
+SPEC_METADATA_KEY = b"pretrainflow.spec"
+
+
+def search_categories(ds: DatasetSpec, family, params, progress: bool = False):
+    """Run the family's search and check its contract (one row per class, class_id 0..n-1)."""
+    kwargs = {"progress": progress} if "progress" in inspect.signature(family.search).parameters else {}
+    df = family.search(ds, params, **kwargs)
+    if len(df) != ds.num_classes or list(df["class_id"]) != list(range(ds.num_classes)):
+        raise RuntimeError(f"{family.name}.search returned {len(df)} rows; expected class_id 0..{ds.num_classes - 1}")
+    return df
+
+
+def write_categories(df, ds: DatasetSpec, params, out: str | os.PathLike) -> None:
+    """categories.parquet, atomically, with the resolved spec in the Parquet schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), SPEC_METADATA_KEY: canonical_json(resolved_dict(ds, params))}
+    with atomic_path(out) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+
+
+def read_categories(path: str | os.PathLike):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise PretrainflowError(f"{path}: cannot read the categories Parquet file ({err})") from err
+
+
+def render_shard(ds: DatasetSpec, family, params, categories, shard: int, out: str | os.PathLike,
+                 progress: bool = False) -> sh.ShardHeader:
+    """Render shard ``shard`` (tagged with the hash of the resolved spec, checked by the manifest step)."""
+    return sh.write_shard(ds, family, params, categories, shard, out, progress=progress,
+                          spec_hash=config_hash(resolved_dict(ds, params)))
+
+
+def build_dataset(spec, out_dir: str | os.PathLike, progress: bool = False) -> dict:
+    """Search, render every shard and write the manifest into ``out_dir`` (replaced as a whole, atomically)."""
+    ds, family, params = resolve(spec)
+    with atomic_dir(out_dir) as tmp:
+        df = search_categories(ds, family, params, progress)
+        write_categories(df, ds, params, tmp / "categories.parquet")
+        paths = []
+        for k in range(ds.num_shards):
+            paths.append(tmp / "shards" / sh.shard_name(k))
+            render_shard(ds, family, params, df, k, paths[-1], progress)
+        build_manifest(ds, paths, tmp / "manifest.json")
+    return read_json(Path(out_dir) / "manifest.json")
