@@ -19,7 +19,8 @@ Differences from the reference, on purpose: the point cloud of (class, variant) 
 reference's np.random is unseeded there); the chaos game runs 256 chains in lockstep after a 24-step warm-up from the
 origin instead of one chain (same attractor and point density; the reference keeps its ~10 transient points near the
 origin, we drop them); images are one gray channel (the reference's RGB is white or black); beyond 145 x 12 = 1,740
-images per class the variants repeat with fresh view jitter.
+images per class the variants repeat with fresh view jitter; a variant whose scaled system diverges (the reference
+writes no file for it) is replaced by the category's unscaled system (``_variant_cloud``).
 """
 
 from __future__ import annotations
@@ -166,13 +167,24 @@ def search(spec, params: ExFractalDBParams) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def identity_variant(factors: tuple[float, ...]) -> int:
+    """Index of the unscaled variant in ``weight_table(factors)`` (6 with the published factors)."""
+    return sum(1 for f in factors if f < 1.0)
+
+
 @functools.lru_cache(maxsize=8)
 def _variant_cloud(seed: int, class_id: int, variant: int, maps: tuple, probs: tuple, factors: tuple, num_points: int):
-    """Normalised point cloud of one (class, variant); cached because its 12 views are rendered one after another."""
-    table = weight_table(factors)
-    coef = np.array(maps).reshape(-1, COEFFICIENTS) * table[variant]
+    """Normalised point cloud of one (class, variant); cached because its views are rendered one after another.
+
+    Degenerate rule: a scaled system whose points overflow (inf / NaN) is replaced by the unscaled system of its
+    category (accepted by the search, so finite), i.e. that instance shows the category's base fractal from its view.
+    """
+    coef = np.array(maps).reshape(-1, COEFFICIENTS) * weight_table(factors)[variant]
     rng = instance_rng(seed, class_id, variant, CLOUD_STREAM)
     points = normalise(chaos_game(coef, np.array(probs), num_points, rng))
+    base = identity_variant(factors)
+    if not np.isfinite(points).all() and variant != base:
+        return _variant_cloud(seed, class_id, base, maps, probs, factors, num_points)
     points.flags.writeable = False
     return points
 
@@ -185,8 +197,6 @@ def render(spec, params: ExFractalDBParams, category: dict, instance: int) -> np
     maps = tuple(float(v) for v in category["maps"])
     probs = tuple(float(v) for v in category["probs"])
     points = _variant_cloud(spec.seed, class_id, variant, maps, probs, params.weight_factors, params.num_points)
-    if not np.isfinite(points).all():  # the scaled system diverged: nothing to draw (degenerate by the rule below)
-        return np.zeros((spec.image_size, spec.image_size), dtype=np.uint8)
     jitter = instance_rng(spec.seed, class_id, instance).uniform(-params.view_jitter_deg, params.view_jitter_deg)
     angle = 2.0 * math.pi * view / params.views + math.radians(params.view_offset_deg + jitter)
     basis, eye = orbit_camera(angle, params.camera_distance)
@@ -196,7 +206,7 @@ def render(spec, params: ExFractalDBParams, category: dict, instance: int) -> np
 
 
 def is_degenerate(image: np.ndarray) -> bool:
-    """Almost empty (a diverged variant renders black): fewer than max(1, H W / 4096) lit pixels."""
+    """Almost empty: fewer than max(1, H W / 4096) lit pixels (e.g. a variant that collapsed onto a few points)."""
     return is_almost_empty(image, 0)
 
 
