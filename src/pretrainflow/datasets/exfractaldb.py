@@ -20,7 +20,8 @@ reference's np.random is unseeded there); the chaos game runs 256 chains in lock
 origin instead of one chain (same attractor and point density; the reference keeps its ~10 transient points near the
 origin, we drop them); images are one gray channel (the reference's RGB is white or black); beyond 145 x 12 = 1,740
 images per class the variants repeat with fresh view jitter; a variant whose scaled system diverges (the reference
-writes no file for it) is replaced by the category's unscaled system (``_variant_cloud``).
+writes no file for it) is replaced by the category's unscaled system (``_variant_cloud``), and the search rejects
+diverging systems (the reference's NaN check) before the variance test.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ CLOUD_STREAM = 2  # sub-stream of a (class, variant) point cloud: instance_rng(s
 CHAINS = 256  # chaos-game chains run in lockstep (vectorised over chains)
 WARMUP = 24  # steps from the origin dropped per chain before points are kept
 COEFFICIENTS = 12  # a..l per map
+DIVERGENCE_BOUND = 1e3  # |coordinate| beyond which an orbit has escaped (attractors here span a few units)
 
 
 def _check(name: str, value, low: float, high: float, integer: bool) -> None:
@@ -130,6 +132,21 @@ def chaos_game(maps: np.ndarray, probs: np.ndarray, num_points: int, rng: np.ran
     return out.transpose(0, 2, 1).reshape(-1, 3)[:num_points]
 
 
+def is_diverging(points: np.ndarray) -> bool:
+    """True when the chaos-game orbit escapes: inf/NaN, beyond 1e3, or still growing (extent doubles late on).
+
+    The reference runs one chain for 10,000 steps, so an expanding system overflows to inf/NaN there and is dropped
+    (search) or writes no point cloud (instances). Our chains are short (``chaos_game``), so we detect the escape
+    directly: an attractor of maps with coefficients <= 1.6 in size stays within a few units, and its extent over the
+    second half of the steps is about that of the first half.
+    """
+    if not np.isfinite(points).all():
+        return True
+    extent = np.abs(points).max(axis=1)
+    half = len(points) // 2
+    return bool(extent.max() > DIVERGENCE_BOUND or extent[half:].max() > 2.0 * extent[:half].max())
+
+
 def normalise(points: np.ndarray) -> np.ndarray:
     """Min-max over all coordinates jointly to [-1, 1], then centre on the mean (as both reference scripts do)."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -150,8 +167,10 @@ def _draw_system(params: ExFractalDBParams, rng: np.random.Generator) -> tuple[n
 def _category(params: ExFractalDBParams, rng: np.random.Generator, class_id: int) -> dict:
     for trial in range(1, params.max_trials + 1):
         maps, probs = _draw_system(params, rng)
-        points = normalise(chaos_game(maps, probs, params.num_points, rng))
-        if np.isfinite(points).all() and (points.var(axis=0) > params.variance_threshold).all():
+        raw = chaos_game(maps, probs, params.num_points, rng)
+        if is_diverging(raw):
+            continue
+        if (normalise(raw).var(axis=0) > params.variance_threshold).all():
             return {"num_maps": len(maps), "maps": maps.reshape(-1).tolist(), "probs": probs.tolist(), "trials": trial}
     raise RuntimeError(
         f"exfractaldb: class {class_id}: no system passed the variance test in max_trials={params.max_trials} draws; "
@@ -176,15 +195,16 @@ def identity_variant(factors: tuple[float, ...]) -> int:
 def _variant_cloud(seed: int, class_id: int, variant: int, maps: tuple, probs: tuple, factors: tuple, num_points: int):
     """Normalised point cloud of one (class, variant); cached because its views are rendered one after another.
 
-    Degenerate rule: a scaled system whose points overflow (inf / NaN) is replaced by the unscaled system of its
-    category (accepted by the search, so finite), i.e. that instance shows the category's base fractal from its view.
+    Degenerate rule: a scaled system that diverges (``is_diverging``) is replaced by the unscaled system of its
+    category (accepted by the search, so bounded): that instance shows the category's base fractal from its view.
     """
     coef = np.array(maps).reshape(-1, COEFFICIENTS) * weight_table(factors)[variant]
     rng = instance_rng(seed, class_id, variant, CLOUD_STREAM)
-    points = normalise(chaos_game(coef, np.array(probs), num_points, rng))
+    raw = chaos_game(coef, np.array(probs), num_points, rng)
     base = identity_variant(factors)
-    if not np.isfinite(points).all() and variant != base:
+    if variant != base and is_diverging(raw):
         return _variant_cloud(seed, class_id, base, maps, probs, factors, num_points)
+    points = normalise(raw)
     points.flags.writeable = False
     return points
 
