@@ -59,6 +59,12 @@ class TrainLoop:
             path.write_text("".join(line + "\n" for line in keep))
 
     def save(self, wall: float) -> None:
+        import torch
+
+        # Common (non-sharded) state must be identical on every rank: take rank 0's clock.
+        wall_t = torch.tensor([wall], dtype=torch.float64, device=self.device)
+        dist.broadcast(wall_t, src=0)
+        wall = float(wall_t)
         model, optimizer = self.engine.state_for_checkpoint()
         common = {
             "step": self.step,
@@ -123,4 +129,4 @@ class TrainLoop:
         for key in ("loss", "lr", "grad_norm", "tokens_per_s"):
             tb.add_scalar(f"train/{key}", record[key], self.step)
         bar.update(self.step - bar.n)
-        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:.0f}")
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)

@@ -26,7 +26,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "optimizer": {"name": "adam", "lr": 3.0e-4, "min_lr": 3.0e-5, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95,
                   "eps": 1.0e-8, "grad_clip": 1.0},
     "schedule": {"warmup_steps": 0},
-    "devices": {"nodes": 1, "gpus_per_node": 0, "cpu_ranks": 1},
+    # cpus_per_rank: cores per rank; mem_mb: per node; runtime_minutes: walltime per job (longer runs resume)
+    "devices": {"nodes": 1, "gpus_per_node": 0, "cpu_ranks": 1, "cpus_per_rank": 1, "mem_mb": 4000,
+                "runtime_minutes": 60},
     "checkpoint": {"every_steps": 0},  # 0: only at the end (and on a walltime signal)
     "eval": {"iters": 4},
     "log": {"every_steps": 1},
@@ -68,6 +70,9 @@ class LLMRun:
     nodes: int
     gpus_per_node: int
     cpu_ranks: int
+    cpus_per_rank: int
+    mem_mb: int
+    runtime_minutes: int
     checkpoint_every: int
     eval_iters: int
     log_every: int
@@ -147,6 +152,9 @@ def _build(spec: Mapping[str, Any]) -> LLMRun:
         nodes=_positive_int(devices["nodes"], "devices.nodes"),
         gpus_per_node=_positive_int(devices["gpus_per_node"], "devices.gpus_per_node", 0),
         cpu_ranks=_positive_int(devices["cpu_ranks"], "devices.cpu_ranks"),
+        cpus_per_rank=_positive_int(devices["cpus_per_rank"], "devices.cpus_per_rank"),
+        mem_mb=_positive_int(devices["mem_mb"], "devices.mem_mb", 100),
+        runtime_minutes=_positive_int(devices["runtime_minutes"], "devices.runtime_minutes"),
         checkpoint_every=_positive_int(_merged(spec, "checkpoint")["every_steps"], "checkpoint.every_steps", 0),
         eval_iters=_positive_int(_merged(spec, "eval")["iters"], "eval.iters"),
         log_every=_positive_int(_merged(spec, "log")["every_steps"], "log.every_steps"),
