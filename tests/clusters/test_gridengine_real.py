@@ -41,7 +41,10 @@ def test_toy_study_completes_on_gridengine(sge, tmp_path):
     profile = derive_profile("tsubame", tmp_path / "profile", FAST, STOCK_SGE)
     work = tmp_path / "work"
     result = subprocess.run(
-        snakemake_argv(profile, work, config={"parts": "'0 1'"}), env=snakemake_env(), capture_output=True, text=True,
+        snakemake_argv(profile, work, config={"parts": "'0 1'"}),
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
         cwd=tmp_path,
     )
     log = result.stdout + result.stderr
@@ -62,8 +65,24 @@ def test_toy_study_completes_on_gridengine(sge, tmp_path):
 def _qsub(tmp_path, body: str, *extra: str) -> str:
     script = tmp_path / "job.sh"
     script.write_text(f"#!/bin/bash\n{body}\n")
-    argv = ["qsub", "-terse", "-N", "pf.test", "-l", "cpu_4=1", "-l", "h_rt=00:05:00", "-j", "y",
-            "-o", str(tmp_path / "job.log"), "-S", "/bin/bash", *extra, str(script)]
+    argv = [
+        "qsub",
+        "-terse",
+        "-N",
+        "pf.test",
+        "-l",
+        "cpu_4=1",
+        "-l",
+        "h_rt=00:05:00",
+        "-j",
+        "y",
+        "-o",
+        str(tmp_path / "job.log"),
+        "-S",
+        "/bin/bash",
+        *extra,
+        str(script),
+    ]
     return gridengine.parse_submit_output(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
 
 
@@ -87,8 +106,16 @@ def test_job_deleted_while_pending_fails_after_grace(sge, tmp_path):
     assert commands.status("tsubame", held, workdir=tmp_path, grace_s=2) == "running"
     subprocess.run(["qdel", held], check=True, capture_output=True)
     # gone from qstat and never in qacct: "running" during the grace period, then "failed"
-    wait_until(lambda: held not in gridengine.parse_qstat_xml(
-        subprocess.run(gridengine.qstat_argv(), capture_output=True, text=True).stdout), 30, what="qdel")
+    wait_until(
+        lambda: (
+            held
+            not in gridengine.parse_qstat_xml(
+                subprocess.run(gridengine.qstat_argv(), capture_output=True, text=True).stdout
+            )
+        ),
+        30,
+        what="qdel",
+    )
     assert commands.status("tsubame", held, workdir=tmp_path, grace_s=2) == "running"
     time.sleep(2.5)
     assert commands.status("tsubame", held, workdir=tmp_path, grace_s=2) == "failed"

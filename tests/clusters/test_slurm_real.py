@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from cluster_helpers import derive_profile, snakemake_argv, snakemake_env, wait_until
 
 pytestmark = pytest.mark.slurm
@@ -38,7 +37,10 @@ def test_toy_study_completes_on_slurm(slurm, tmp_path):
     profile = derive_profile("slurm", tmp_path / "profile", FAST, {"mem_mb": 200})
     work = tmp_path / "work"
     result = subprocess.run(
-        snakemake_argv(profile, work, config={"parts": "'0 1'"}), env=snakemake_env(), capture_output=True, text=True,
+        snakemake_argv(profile, work, config={"parts": "'0 1'"}),
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -74,6 +76,7 @@ def test_scancel_mid_run_is_retried_and_nothing_is_lost(slurm, tmp_path):
     assert sorted(parts) == ["0", "1", "2"], parts  # every result present, each once
     assert parts["1"]["attempt"] == "2" and parts["1"]["job"] != job_id  # the retry produced it, in a new job
     assert parts["0"]["attempt"] == "1" and parts["2"]["attempt"] == "1"  # the others were not rerun
-    state = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%T", "--jobs", job_id],
-                           capture_output=True, text=True).stdout.strip()
+    state = subprocess.run(
+        ["squeue", "--noheader", "--states=all", "--format=%T", "--jobs", job_id], capture_output=True, text=True
+    ).stdout.strip()
     assert state == "CANCELLED", state

@@ -26,24 +26,60 @@ WORK = Path("/home/user/study")
 
 # name -> (site, request, settings, dependencies)
 CASES = {
-    "abci_8gpu": ("abci", ResourceRequest(gpus=8, cpus_per_task=96, mem_mb=500_000, runtime_min=720),
-                  SiteSettings(group="gaa50000", modules=ABCI_MODULES, signal_margin_s=600), ("1234.pbs1",)),
-    "abci_4nodes": ("abci", ResourceRequest(gpus=8, nodes=4, runtime_min=600),
-                    SiteSettings(group="gaa50000", modules=ABCI_MODULES), ("1234.pbs1", "1235.pbs1")),
-    "abci_1gpu": ("abci", ResourceRequest(gpus=1, cpus_per_task=8, mem_mb=64_000, runtime_min=90),
-                  SiteSettings(group="gaa50000"), ()),
-    "abci_cpu_shard": ("abci", ResourceRequest(cpus_per_task=32, mem_mb=64_000, runtime_min=30),
-                       SiteSettings(group="gaa50000", walltime_signal="none"), ()),
-    "abci_reservation": ("abci", ResourceRequest(gpus=8, runtime_min=60),
-                         SiteSettings(group="gaa50000", queue="R1234", extra=("-m", "n")), ()),
-    "tsubame_2nodes": ("tsubame", ResourceRequest(gpus=4, nodes=2, runtime_min=1440),
-                       SiteSettings(group="tga-mylab", walltime_signal="s_rt", signal_margin_s=600), ("987",)),
-    "tsubame_cpu": ("tsubame", ResourceRequest(cpus_per_task=12, mem_mb=16_000, runtime_min=20),
-                    SiteSettings(group="tga-mylab"), ()),
-    "sge_stock_gpu_1": ("tsubame", ResourceRequest(gpus=1, runtime_min=5),
-                        SiteSettings(group_flag=None, walltime_signal="s_rt", signal_margin_s=60), ()),
-    "slurm_2gpu": ("slurm", ResourceRequest(gpus=2, cpus_per_task=16, mem_mb=64_000, runtime_min=120),
-                   SiteSettings(queue="gpu", account="mylab", signal_margin_s=300), ("4242",)),
+    "abci_8gpu": (
+        "abci",
+        ResourceRequest(gpus=8, cpus_per_task=96, mem_mb=500_000, runtime_min=720),
+        SiteSettings(group="gaa50000", modules=ABCI_MODULES, signal_margin_s=600),
+        ("1234.pbs1",),
+    ),
+    "abci_4nodes": (
+        "abci",
+        ResourceRequest(gpus=8, nodes=4, runtime_min=600),
+        SiteSettings(group="gaa50000", modules=ABCI_MODULES),
+        ("1234.pbs1", "1235.pbs1"),
+    ),
+    "abci_1gpu": (
+        "abci",
+        ResourceRequest(gpus=1, cpus_per_task=8, mem_mb=64_000, runtime_min=90),
+        SiteSettings(group="gaa50000"),
+        (),
+    ),
+    "abci_cpu_shard": (
+        "abci",
+        ResourceRequest(cpus_per_task=32, mem_mb=64_000, runtime_min=30),
+        SiteSettings(group="gaa50000", walltime_signal="none"),
+        (),
+    ),
+    "abci_reservation": (
+        "abci",
+        ResourceRequest(gpus=8, runtime_min=60),
+        SiteSettings(group="gaa50000", queue="R1234", extra=("-m", "n")),
+        (),
+    ),
+    "tsubame_2nodes": (
+        "tsubame",
+        ResourceRequest(gpus=4, nodes=2, runtime_min=1440),
+        SiteSettings(group="tga-mylab", walltime_signal="s_rt", signal_margin_s=600),
+        ("987",),
+    ),
+    "tsubame_cpu": (
+        "tsubame",
+        ResourceRequest(cpus_per_task=12, mem_mb=16_000, runtime_min=20),
+        SiteSettings(group="tga-mylab"),
+        (),
+    ),
+    "sge_stock_gpu_1": (
+        "tsubame",
+        ResourceRequest(gpus=1, runtime_min=5),
+        SiteSettings(group_flag=None, walltime_signal="s_rt", signal_margin_s=60),
+        (),
+    ),
+    "slurm_2gpu": (
+        "slurm",
+        ResourceRequest(gpus=2, cpus_per_task=16, mem_mb=64_000, runtime_min=120),
+        SiteSettings(queue="gpu", account="mylab", signal_margin_s=300),
+        ("4242",),
+    ),
 }
 
 
@@ -61,8 +97,13 @@ def render_case(name: str) -> str:
         dependencies=deps,
     )
     argv = module.submit_argv(job)
-    script = jobscript.render(job, scheduler=scheduler, payload=["/bin/sh", str(snakemake_script)],
-                              status_dir=WORK / ".snakemake/pretrainflow-sched/status", python_bin=Path("/opt/venv/bin"))
+    script = jobscript.render(
+        job,
+        scheduler=scheduler,
+        payload=["/bin/sh", str(snakemake_script)],
+        status_dir=WORK / ".snakemake/pretrainflow-sched/status",
+        python_bin=Path("/opt/venv/bin"),
+    )
     return f"## argv\n{shlex.join(argv)}\n## script\n{script}"
 
 
@@ -85,7 +126,8 @@ def test_golden_argv_have_the_site_resource_types():
     assert "-q rt_HG -l select=1 " in render_case("abci_1gpu")
     assert "-q rt_HC" in render_case("abci_cpu_shard")
     assert "-q R1234 -l select=1:mpiprocs=8" in render_case("abci_reservation") and "RTYPE=rt_HF" in render_case(
-        "abci_reservation")
+        "abci_reservation"
+    )
     assert "-g tga-mylab -l node_f=2 -l h_rt=24:00:00 -l s_rt=23:50:00" in render_case("tsubame_2nodes")
     assert "-hold_jid 987" in render_case("tsubame_2nodes")
     assert "-l cpu_16=1" in render_case("tsubame_cpu")

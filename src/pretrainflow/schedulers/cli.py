@@ -23,8 +23,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     status = sched_sub.add_parser("status", help="print running | success | failed for a job id")
     status.add_argument("--site", required=True, choices=SITES)
-    status.add_argument("--grace-seconds", type=float, default=120.0,
-                        help="Grid Engine: how long a job may be missing from qstat and qacct before it counts as failed")
+    status.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=120.0,
+        help="Grid Engine: how long a job may be missing from qstat and qacct before it counts as failed",
+    )
     status.add_argument("job_id")
     status.set_defaults(func=_status)
 

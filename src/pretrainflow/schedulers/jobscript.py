@@ -42,7 +42,7 @@ def render(job: SubmitJob, *, scheduler: str, payload: list[str], status_dir: Pa
             "module load " + " ".join(q(m) for m in settings.modules),
         ]
     lines += [
-        f"export PATH={q(str(python_bin))}:\"$PATH\"",
+        f'export PATH={q(str(python_bin))}:"$PATH"',
         f"export PRETRAINFLOW_SITE={q(place.site)} PRETRAINFLOW_SCHEDULER={q(scheduler)}",
         f"export PRETRAINFLOW_GPUS_PER_NODE={place.gpus_per_node} PRETRAINFLOW_WALLTIME_S={place.runtime_min * 60}",
     ]
@@ -56,7 +56,7 @@ def render(job: SubmitJob, *, scheduler: str, payload: list[str], status_dir: Pa
         "trap '' USR1  # inherited by the payload: only processes that install a handler (training) react to SIGUSR1",
         " ".join(q(part) for part in payload) + " &",
         "child=$!",
-        "forward() { kill -s \"$1\" -- \"-$child\" 2>/dev/null; }",
+        'forward() { kill -s "$1" -- "-$child" 2>/dev/null; }',
         "trap 'forward USR1' USR1",
         "trap 'forward TERM' TERM",
     ]
@@ -64,14 +64,14 @@ def render(job: SubmitJob, *, scheduler: str, payload: list[str], status_dir: Pa
         wait_s = place.runtime_min * 60 - settings.signal_margin_s
         lines += [
             f"# watchdog: {place.runtime_min} min walltime - {settings.signal_margin_s} s margin = {wait_s} s",
-            f"( sleep {wait_s} && kill -s USR1 \"$$\" ) >/dev/null 2>&1 &",
+            f'( sleep {wait_s} && kill -s USR1 "$$" ) >/dev/null 2>&1 &',
             "watchdog=$!",
         ]
     else:
         lines.append("watchdog=")
     lines += [
         "# `wait` returns early when a trapped signal arrives: wait again until the payload has really ended",
-        "while :; do wait \"$child\"; rc=$?; kill -0 \"$child\" 2>/dev/null || break; done",
+        'while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done',
         '[ -n "$watchdog" ] && kill "$watchdog" 2>/dev/null',
         'mkdir -p "$status_dir" && printf \'%s\\n\' "$rc" > "$status_dir/$job_id.exit.tmp" '
         '&& mv "$status_dir/$job_id.exit.tmp" "$status_dir/$job_id.exit"',

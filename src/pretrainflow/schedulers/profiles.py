@@ -19,7 +19,9 @@ def repository_profiles() -> Path:
     """profiles/ of the source tree this package runs from (editable install: src/pretrainflow -> ../../profiles)."""
     here = Path(__file__).resolve().parents[3] / "profiles"
     if not here.is_dir():
-        raise PretrainflowError(f"{here}: profiles directory not found (is pretrainflow installed editable from the repo?)")
+        raise PretrainflowError(
+            f"{here}: profiles directory not found (is pretrainflow installed editable from the repo?)"
+        )
     return here
 
 

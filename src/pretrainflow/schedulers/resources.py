@@ -123,7 +123,9 @@ def _place_on_types(site: str, types: tuple[NodeType, ...], req: ResourceRequest
         fits = [t for t in types if t.gpus >= req.gpus and t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb]
         # a CPU-only job never takes a GPU share when a CPU type fits; a GPU job never takes a CPU type
         fits = [t for t in fits if (t.gpus == 0) == (req.gpus == 0) or t is whole]
-    chosen = next((t for t in fits if t.gpus >= req.gpus and t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb), None)
+    chosen = next(
+        (t for t in fits if t.gpus >= req.gpus and t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb), None
+    )
     if chosen is None:
         raise ConfigError(
             f"resources: {site} cannot give one node {req.gpus} GPUs, {req.cpus_per_task} cores and {req.mem_mb} MB "

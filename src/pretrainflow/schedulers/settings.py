@@ -51,7 +51,9 @@ def check_extra_arg(value: str, where: str) -> str:
     """Extra scheduler arguments travel as separate argv items (never through a shell); control characters are refused
     because they would corrupt the scheduler's own parsing of directives and logs."""
     if not isinstance(value, str) or not value or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ConfigError(f"{where}: expected a non-empty argument without newlines or control characters, got {value!r}")
+        raise ConfigError(
+            f"{where}: expected a non-empty argument without newlines or control characters, got {value!r}"
+        )
     return value
 
 

@@ -1,0 +1,77 @@
+"""The one resource mapping: abstract rule resources -> ABCI / TSUBAME / Slurm resource types, and its errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pretrainflow.errors import ConfigError
+from pretrainflow.schedulers.resources import ResourceRequest, place
+from pretrainflow.schedulers.settings import settings_from
+
+
+@pytest.mark.parametrize(
+    ("request_kw", "abci", "tsubame"),
+    [
+        ({"gpus": 8}, "rt_HF", None),  # 8 GPUs: a whole ABCI node; more than a TSUBAME node has
+        ({"gpus": 4}, "rt_HF", "node_f"),
+        ({"gpus": 2}, "rt_HF", "node_h"),
+        ({"gpus": 1}, "rt_HG", "gpu_1"),
+        ({"gpus": 1, "cpus_per_task": 24}, "rt_HF", "node_q"),  # rt_HG has 16 cores, gpu_1 8
+        ({"gpus": 1, "mem_mb": 170_000}, "rt_HF", "node_q"),  # rt_HG has 160 GB (163,840 MB), node_q 192 GB
+        ({"cpus_per_task": 1}, "rt_HC", "cpu_4"),  # CPU-only shard rendering
+        ({"cpus_per_task": 32}, "rt_HC", "cpu_40"),
+        ({"cpus_per_task": 64}, "rt_HF", "cpu_80"),  # more than rt_HC's 32 cores: a whole node
+        ({"gpus": 8, "nodes": 4}, "rt_HF", None),
+        ({"gpus": 4, "nodes": 3}, "rt_HF", "node_f"),
+        ({"nodes": 2}, "rt_HF", "node_f"),  # multi-node CPU job: whole nodes
+    ],
+)
+def test_site_resource_types(request_kw, abci, tsubame):
+    req = ResourceRequest(**request_kw)
+    assert place("abci", req).resource_type == abci
+    assert place("abci", req).count == req.nodes
+    if tsubame is None:
+        with pytest.raises(ConfigError, match="tsubame cannot give one node"):
+            place("tsubame", req)
+    else:
+        assert place("tsubame", req).resource_type == tsubame
+    assert place("slurm", req).resource_type == ("gpu" if req.gpus else "cpu")
+
+
+def test_unsatisfiable_requests_are_clear_errors():
+    with pytest.raises(ConfigError, match=r"abci cannot give one node 9 GPUs.*at most 8 gpus per node"):
+        place("abci", ResourceRequest(gpus=9))
+    with pytest.raises(ConfigError, match="abci cannot give one node"):
+        place("abci", ResourceRequest(cpus_per_task=193))
+    with pytest.raises(ConfigError, match="at most 720 minutes"):
+        place("abci", ResourceRequest(gpus=8, runtime_min=721))
+    assert place("abci", ResourceRequest(gpus=8, runtime_min=7 * 24 * 60), max_runtime_min=7 * 24 * 60)
+    with pytest.raises(ConfigError, match="site: expected one of abci, tsubame, slurm"):
+        place("fugaku", ResourceRequest())
+    with pytest.raises(ConfigError, match=r"resources.gpus: expected an integer >= 0"):
+        ResourceRequest(gpus=-1)
+    with pytest.raises(ConfigError, match=r"rule pretrain_vit: resources.gpus: expected an integer, got 'eight'"):
+        ResourceRequest.from_resources({"gpus": "eight"}, "pretrain_vit")
+
+
+def test_snakemake_resource_names():
+    # `gpu` is the Slurm plugin's name and an alias; threads fill cpus_per_task when it is not given
+    req = ResourceRequest.from_resources({"gpu": 2, "runtime": 30, "mem_mb": 4000, "threads": 4})
+    assert (req.gpus, req.runtime_min, req.mem_mb, req.cpus_per_task) == (2, 30, 4000, 4)
+    assert place("abci", req).walltime == "00:30:00"
+    assert place("tsubame", ResourceRequest(runtime_min=1439)).walltime == "23:59:00"
+
+
+def test_missing_group_is_an_error_before_submission(tmp_path, monkeypatch):
+    from pretrainflow.schedulers.commands import prepare_submit
+
+    monkeypatch.delenv("PRETRAINFLOW_GROUP", raising=False)
+    script = tmp_path / "snakejob.sh"
+    script.write_text('#!/bin/sh\n# properties = {"rule": "r", "resources": {"gpus": 1}, "wildcards": {}}\ntrue\n')
+    with pytest.raises(ConfigError, match="site_group: abci needs your group.*PRETRAINFLOW_GROUP"):
+        prepare_submit("abci", script, [], tmp_path)
+    assert not (tmp_path / ".snakemake").exists()  # nothing written, nothing submitted
+    monkeypatch.setenv("PRETRAINFLOW_GROUP", "gaa50000")
+    assert "-P" in prepare_submit("abci", script, [], tmp_path).argv
+    # stock Grid Engine: the group flag is switched off in the profile, so no group is needed
+    assert settings_from({"site_group_flag": "none"}, env={}).group_flag is None
