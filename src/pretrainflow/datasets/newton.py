@@ -135,8 +135,12 @@ def newton_basins(re, im, roots_re, roots_im, relax: float, max_iter: int, tol: 
             # step = a p / p' = a / S = a conj(S) / |S|^2
             scale = a / (sr * sr + si * si)
             dr, di = sr * scale, -si * scale
-            zr[active], zi[active] = x - dr, y - di
-            done = (dr * dr + di * di) < tol2
+            nx, ny = x - dr, y - di
+            # z exactly on a root (1/0 above) or at a critical point (S = 0): stop that pixel where it is; the final
+            # nearest-root test below tells the two apart.
+            stuck = ~(np.isfinite(nx) & np.isfinite(ny))
+            zr[active], zi[active] = np.where(stuck, x, nx), np.where(stuck, y, ny)
+            done = ((dr * dr + di * di) < tol2) | stuck
             steps[active[done]] = np.minimum(steps[active[done]], it)
             if it % COMPACT_EVERY == 0:
                 active = active[steps[active] == max_iter]
