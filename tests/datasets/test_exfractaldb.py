@@ -117,8 +117,9 @@ GOLDEN_SHA256 = "b3f1cefe66985fa1490a2c8dc0670207473540fce34c862e5329d09f0e0834a
 
 
 def test_diverging_variant_falls_back_to_the_unscaled_system():
-    ds, fam, params = resolve(spec(params={"num_points": 2000, "weight_factors": [3.0], "views": 1,
-                                           "view_jitter_deg": 0.0}))
+    ds, fam, params = resolve(
+        spec(params={"num_points": 2000, "weight_factors": [3.0], "views": 1, "view_jitter_deg": 0.0})
+    )
     # one map contracting everything but x, which the x3 variant of coefficient a turns into an escape
     maps = [0.9, 0, 0, 0, 0.3, 0, 0, 0, 0.3, 0.1, 0.2, 0.3, 0.2, 0, 0, 0, 0.2, 0, 0, 0, 0.2, -0.5, 0.1, 0.0]
     cat = {"class_id": 0, "num_maps": 2, "maps": maps, "probs": [0.5, 0.5]}

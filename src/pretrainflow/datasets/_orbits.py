@@ -24,6 +24,7 @@ import numpy as np
 from pretrainflow.datasets._perlin import random_pnoise1
 from pretrainflow.datasets._raster import draw_closed_polylines
 
+
 @dataclass(kw_only=True, slots=True)
 class Orbits:
     """Everything that fixes one image of noisy orbits, in canvas units (the published 512 px frame)."""

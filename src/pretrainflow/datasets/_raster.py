@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # Segments are expanded in buckets of equal padded length (no per-pixel gathers): a segment of n major-axis steps
 # goes to the first bucket >= n and repeats its last pixel in the padding, so at most ~1/3 of the samples are padding.
 _BUCKETS = (1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512)
@@ -65,9 +64,7 @@ def _label_segments(x0, y0, dx, dy, labels, size: int) -> np.ndarray:
     return buffer.reshape(padded, padded)
 
 
-def draw_closed_polylines(
-    xs: np.ndarray, ys: np.ndarray, size: int, colors: np.ndarray, background: int
-) -> np.ndarray:
+def draw_closed_polylines(xs: np.ndarray, ys: np.ndarray, size: int, colors: np.ndarray, background: int) -> np.ndarray:
     """Draw K closed polylines of q vertices each (float pixel coordinates ``xs``, ``ys`` of shape (K, q)).
 
     Polyline k is drawn with gray ``colors[k]`` after polylines 0..k-1 (later ones overwrite earlier ones). A vertex at
@@ -91,7 +88,12 @@ def draw_closed_polylines(
     ix, iy, dx, dy = (a.reshape(-1) for a in (ix, iy, dx, dy))
     # Drop segments with both ends beyond the same image edge (Cohen-Sutherland trivial reject).
     jx, jy = ix + dx, iy + dy
-    outside = (np.minimum(ix, jx) >= size) | (np.maximum(ix, jx) < 0) | (np.minimum(iy, jy) >= size) | (np.maximum(iy, jy) < 0)
+    outside = (
+        (np.minimum(ix, jx) >= size)
+        | (np.maximum(ix, jx) < 0)
+        | (np.minimum(iy, jy) >= size)
+        | (np.maximum(iy, jy) < 0)
+    )
     keep = np.flatnonzero(~outside)
     label = _label_segments(ix[keep], iy[keep], dx[keep], dy[keep], labels[keep], size)[1:-1, 1:-1]
     lut = np.empty(num_lines + 1, dtype=np.uint8)

@@ -181,7 +181,8 @@ def _category(params: ExFractalDBParams, rng: np.random.Generator, class_id: int
 def search(spec, params: ExFractalDBParams) -> pd.DataFrame:
     """One accepted IFS per category (columns num_maps, maps = n x 12 coefficients flattened, probs, trials)."""
     rows = [
-        {"class_id": c, **_category(params, instance_rng(spec.seed, c, 0, SEARCH_STREAM), c)} for c in range(spec.num_classes)
+        {"class_id": c, **_category(params, instance_rng(spec.seed, c, 0, SEARCH_STREAM), c)}
+        for c in range(spec.num_classes)
     ]
     return pd.DataFrame(rows)
 

@@ -94,7 +94,8 @@ def _category(params: NewtonParams, rng: np.random.Generator) -> dict:
 def search(spec, params: NewtonParams) -> pd.DataFrame:
     """One random polynomial per category (its roots, shades and hue), each from its own stream (seed, class)."""
     rows = [
-        {"class_id": c, **_category(params, instance_rng(spec.seed, c, 0, SEARCH_STREAM))} for c in range(spec.num_classes)
+        {"class_id": c, **_category(params, instance_rng(spec.seed, c, 0, SEARCH_STREAM))}
+        for c in range(spec.num_classes)
     ]
     return pd.DataFrame(rows)
 

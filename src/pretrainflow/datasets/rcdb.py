@@ -92,7 +92,8 @@ def _category(params: RCDBParams, rng: np.random.Generator) -> dict:
 def search(spec, params: RCDBParams) -> pd.DataFrame:
     """One row per category; category c is drawn from its own stream (seed, c)."""
     rows = [
-        {"class_id": c, **_category(params, instance_rng(spec.seed, c, 0, SEARCH_STREAM))} for c in range(spec.num_classes)
+        {"class_id": c, **_category(params, instance_rng(spec.seed, c, 0, SEARCH_STREAM))}
+        for c in range(spec.num_classes)
     ]
     return pd.DataFrame(rows)
 
@@ -123,8 +124,16 @@ FAMILY = Family(
     name="rcdb",
     params_type=RCDBParams,
     # Tiny: a 128 px canvas (scaled to the test's image size), few vertices and orbits, centre near the middle.
-    tiny_params={"canvas_size": 128, "vertices_mean": 12.0, "vertices_max": 24, "orbits_min": 3, "orbits_range": 9,
-                 "radius_min": 2, "radius_range": 20, "start_pos": 40},
+    tiny_params={
+        "canvas_size": 128,
+        "vertices_mean": 12.0,
+        "vertices_max": 24,
+        "orbits_min": 3,
+        "orbits_range": 9,
+        "radius_min": 2,
+        "radius_range": 20,
+        "start_pos": 40,
+    },
     search=search,
     render=render,
     is_degenerate=is_degenerate,

@@ -78,8 +78,11 @@ class VisualAtomParams:
         _check("freq_min", self.freq_min, 0, 10_000, True)
         _check("freq_max", self.freq_max, self.freq_min, 10_000, True)
         # n2 is redrawn until it differs from n1 (unless n1 = 0): a single non-zero frequency would loop forever.
-        expect(self.freq_max > self.freq_min or self.freq_max == 0, "freq_max",
-               f"expected freq_max > freq_min (n2 must be able to differ from n1) or both 0, got {self.freq_max!r}")
+        expect(
+            self.freq_max > self.freq_min or self.freq_max == 0,
+            "freq_max",
+            f"expected freq_max > freq_min (n2 must be able to differ from n1) or both 0, got {self.freq_max!r}",
+        )
         _check("oval_rate", self.oval_rate, 1.0, 1000.0, False)
         _check("start_pos", self.start_pos, 0, 65536, True)
 
@@ -107,7 +110,8 @@ def _category(params: VisualAtomParams, rng: np.random.Generator) -> dict:
 def search(spec, params: VisualAtomParams) -> pd.DataFrame:
     """One row per category; category c is drawn from its own stream (seed, c), so any subset can be redrawn alone."""
     rows = [
-        {"class_id": c, **_category(params, instance_rng(spec.seed, c, 0, SEARCH_STREAM))} for c in range(spec.num_classes)
+        {"class_id": c, **_category(params, instance_rng(spec.seed, c, 0, SEARCH_STREAM))}
+        for c in range(spec.num_classes)
     ]
     return pd.DataFrame(rows)
 
@@ -138,8 +142,16 @@ FAMILY = Family(
     name="visualatom",
     params_type=VisualAtomParams,
     # Tiny: a 128 px canvas (scaled to the test's image size), few vertices and orbits, centre near the middle.
-    tiny_params={"canvas_size": 128, "vertices_min": 20, "vertices_max": 60, "orbits_min": 3, "orbits_max": 12,
-                 "radius_min": 4, "radius_range": 12, "start_pos": 48},
+    tiny_params={
+        "canvas_size": 128,
+        "vertices_min": 20,
+        "vertices_max": 60,
+        "orbits_min": 3,
+        "orbits_max": 12,
+        "radius_min": 4,
+        "radius_range": 12,
+        "start_pos": 48,
+    },
     search=search,
     render=render,
     is_degenerate=is_degenerate,
