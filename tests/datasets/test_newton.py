@@ -131,3 +131,19 @@ def test_bad_parameters_name_the_key_and_range(params, message):
     with pytest.raises(ConfigError) as err:
         make_params(get_family(FAMILY), params, "datasets.n")
     assert str(err.value).startswith(message)
+
+
+def test_shard_splits_and_on_the_fly_give_the_same_pixels(tmp_path):
+    import pandas as pd
+
+    from pretrainflow.datasets.build import build_dataset
+    from pretrainflow.datasets.torch_dataset import OnTheFlyDataset, open_dataset
+
+    build_dataset(spec(num_shards=1), tmp_path / "one")
+    build_dataset(spec(num_shards=5), tmp_path / "five")
+    one, five = open_dataset(tmp_path / "one"), open_dataset(tmp_path / "five")
+    fly = OnTheFlyDataset(spec(num_shards=5), pd.read_parquet(tmp_path / "five" / "categories.parquet"))
+    assert len(one) == len(five) == len(fly) == 12
+    for i in range(len(one)):
+        (a, label_a), (b, label_b), (c, label_c) = one[i], five[i], fly[i]
+        assert label_a == label_b == label_c and a.equal(b) and a.equal(c)
