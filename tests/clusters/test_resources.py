@@ -12,17 +12,17 @@ from pretrainflow.schedulers.settings import settings_from
 @pytest.mark.parametrize(
     ("request_kw", "abci", "tsubame"),
     [
-        ({"gpus": 8}, "rt_HF", None),  # 8 GPUs: a whole ABCI node; more than a TSUBAME node has
-        ({"gpus": 4}, "rt_HF", "node_f"),
-        ({"gpus": 2}, "rt_HF", "node_h"),
-        ({"gpus": 1}, "rt_HG", "gpu_1"),
-        ({"gpus": 1, "cpus_per_task": 24}, "rt_HF", "node_q"),  # rt_HG has 16 cores, gpu_1 8
-        ({"gpus": 1, "mem_mb": 170_000}, "rt_HF", "node_q"),  # rt_HG has 160 GB (163,840 MB), node_q 192 GB
+        ({"gpus_per_node": 8}, "rt_HF", None),  # 8 GPUs: a whole ABCI node; more than a TSUBAME node has
+        ({"gpus_per_node": 4}, "rt_HF", "node_f"),
+        ({"gpus_per_node": 2}, "rt_HF", "node_h"),
+        ({"gpus_per_node": 1}, "rt_HG", "gpu_1"),
+        ({"gpus_per_node": 1, "cpus_per_task": 24}, "rt_HF", "node_q"),  # rt_HG has 16 cores, gpu_1 8
+        ({"gpus_per_node": 1, "mem_mb": 170_000}, "rt_HF", "node_q"),  # rt_HG has 160 GB (163,840 MB), node_q 192 GB
         ({"cpus_per_task": 1}, "rt_HC", "cpu_4"),  # CPU-only shard rendering
         ({"cpus_per_task": 32}, "rt_HC", "cpu_40"),
         ({"cpus_per_task": 64}, "rt_HF", "cpu_80"),  # more than rt_HC's 32 cores: a whole node
-        ({"gpus": 8, "nodes": 4}, "rt_HF", None),
-        ({"gpus": 4, "nodes": 3}, "rt_HF", "node_f"),
+        ({"gpus_per_node": 8, "nodes": 4}, "rt_HF", None),
+        ({"gpus_per_node": 4, "nodes": 3}, "rt_HF", "node_f"),
         ({"nodes": 2}, "rt_HF", "node_f"),  # multi-node CPU job: whole nodes
     ],
 )
@@ -35,21 +35,21 @@ def test_site_resource_types(request_kw, abci, tsubame):
             place("tsubame", req)
     else:
         assert place("tsubame", req).resource_type == tsubame
-    assert place("slurm", req).resource_type == ("gpu" if req.gpus else "cpu")
+    assert place("slurm", req).resource_type == ("gpu" if req.gpus_per_node else "cpu")
 
 
 def test_unsatisfiable_requests_are_clear_errors():
     with pytest.raises(ConfigError, match=r"abci cannot give one node 9 GPUs.*at most 8 gpus per node"):
-        place("abci", ResourceRequest(gpus=9))
+        place("abci", ResourceRequest(gpus_per_node=9))
     with pytest.raises(ConfigError, match="abci cannot give one node"):
         place("abci", ResourceRequest(cpus_per_task=193))
     with pytest.raises(ConfigError, match="at most 720 minutes"):
-        place("abci", ResourceRequest(gpus=8, runtime_min=721))
-    assert place("abci", ResourceRequest(gpus=8, runtime_min=7 * 24 * 60), max_runtime_min=7 * 24 * 60)
+        place("abci", ResourceRequest(gpus_per_node=8, runtime_min=721))
+    assert place("abci", ResourceRequest(gpus_per_node=8, runtime_min=7 * 24 * 60), max_runtime_min=7 * 24 * 60)
     with pytest.raises(ConfigError, match="site: expected one of abci, tsubame, slurm"):
         place("fugaku", ResourceRequest())
-    with pytest.raises(ConfigError, match=r"resources.gpus: expected an integer >= 0"):
-        ResourceRequest(gpus=-1)
+    with pytest.raises(ConfigError, match=r"resources.gpus_per_node: expected an integer >= 0"):
+        ResourceRequest(gpus_per_node=-1)
     with pytest.raises(ConfigError, match=r"rule pretrain_vit: resources.gpus: expected an integer, got 'eight'"):
         ResourceRequest.from_resources({"gpus": "eight"}, "pretrain_vit")
 
@@ -57,7 +57,12 @@ def test_unsatisfiable_requests_are_clear_errors():
 def test_snakemake_resource_names():
     # `gpu` is the Slurm plugin's name and an alias; threads fill cpus_per_task when it is not given
     req = ResourceRequest.from_resources({"gpu": 2, "runtime": 30, "mem_mb": 4000, "threads": 4})
-    assert (req.gpus, req.runtime_min, req.mem_mb, req.cpus_per_task) == (2, 30, 4000, 4)
+    assert (req.gpus_per_node, req.runtime_min, req.mem_mb, req.cpus_per_task) == (2, 30, 4000, 4)
+    # `gpus` is the job's total, as the rules declare it (gpus_per_node * nodes): 32 over 4 nodes -> 8 per node
+    multi = ResourceRequest.from_resources({"gpus": 32, "nodes": 4})
+    assert (multi.gpus_per_node, place("abci", multi).resource_type, place("abci", multi).count) == (8, "rt_HF", 4)
+    with pytest.raises(ConfigError, match="rule r: resources.gpus: 12 GPUs do not split evenly over 8 nodes"):
+        ResourceRequest.from_resources({"gpus": 12, "nodes": 8}, "r")
     assert place("abci", req).walltime == "00:30:00"
     assert place("tsubame", ResourceRequest(runtime_min=1439)).walltime == "23:59:00"
 

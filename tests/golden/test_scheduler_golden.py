@@ -28,19 +28,19 @@ WORK = Path("/home/user/study")
 CASES = {
     "abci_8gpu": (
         "abci",
-        ResourceRequest(gpus=8, cpus_per_task=96, mem_mb=500_000, runtime_min=720),
+        ResourceRequest(gpus_per_node=8, cpus_per_task=96, mem_mb=500_000, runtime_min=720),
         SiteSettings(group="gaa50000", modules=ABCI_MODULES, signal_margin_s=600),
         ("1234.pbs1",),
     ),
     "abci_4nodes": (
         "abci",
-        ResourceRequest(gpus=8, nodes=4, runtime_min=600),
+        ResourceRequest(gpus_per_node=8, nodes=4, runtime_min=600),
         SiteSettings(group="gaa50000", modules=ABCI_MODULES),
         ("1234.pbs1", "1235.pbs1"),
     ),
     "abci_1gpu": (
         "abci",
-        ResourceRequest(gpus=1, cpus_per_task=8, mem_mb=64_000, runtime_min=90),
+        ResourceRequest(gpus_per_node=1, cpus_per_task=8, mem_mb=64_000, runtime_min=90),
         SiteSettings(group="gaa50000"),
         (),
     ),
@@ -52,13 +52,13 @@ CASES = {
     ),
     "abci_reservation": (
         "abci",
-        ResourceRequest(gpus=8, runtime_min=60),
+        ResourceRequest(gpus_per_node=8, runtime_min=60),
         SiteSettings(group="gaa50000", queue="R1234", extra=("-m", "n")),
         (),
     ),
     "tsubame_2nodes": (
         "tsubame",
-        ResourceRequest(gpus=4, nodes=2, runtime_min=1440),
+        ResourceRequest(gpus_per_node=4, nodes=2, runtime_min=1440),
         SiteSettings(group="tga-mylab", walltime_signal="s_rt", signal_margin_s=600),
         ("987",),
     ),
@@ -70,13 +70,13 @@ CASES = {
     ),
     "sge_stock_gpu_1": (
         "tsubame",
-        ResourceRequest(gpus=1, runtime_min=5),
+        ResourceRequest(gpus_per_node=1, runtime_min=5),
         SiteSettings(group_flag=None, walltime_signal="s_rt", signal_margin_s=60),
         (),
     ),
     "slurm_2gpu": (
         "slurm",
-        ResourceRequest(gpus=2, cpus_per_task=16, mem_mb=64_000, runtime_min=120),
+        ResourceRequest(gpus_per_node=2, cpus_per_task=16, mem_mb=64_000, runtime_min=120),
         SiteSettings(queue="gpu", account="mylab", signal_margin_s=300),
         ("4242",),
     ),

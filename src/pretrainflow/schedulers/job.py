@@ -19,7 +19,7 @@ def job_name(text: str) -> str:
     """A scheduler-safe job name made from any text (rule name + wildcards): unsafe runs of characters become '_'.
 
     >>> job_name("pretrain_vit.run=vit-tiny;rm -rf ~")
-    'pf.pretrain_vit.run_vit-tiny_rm_-rf__'
+    'pf.pretrain_vit.run_vit-tiny_rm_-rf_'
     """
     cleaned = _NAME_BAD.sub("_", text)[:60]
     return f"pf.{cleaned}" if cleaned else "pf.job"

@@ -1,8 +1,8 @@
 """The one mapping from a rule's abstract resources to each site's resource types.
 
 Rules declare what a job needs, never where it runs:
-    gpus           GPUs per node (the number of processes per node the launcher starts); ``gpu`` is accepted as an alias
-                   because that is the name the Slurm executor plugin reads
+    gpus           GPUs of the whole job (as the Slurm plugin's ``gpu``, accepted as an alias); spread evenly over
+                   ``nodes``: gpus=16, nodes=2 -> 8 per node (one process per GPU on every node)
     nodes          number of nodes (multi-node jobs always get whole nodes)
     cpus_per_task  CPU cores per node
     mem_mb         memory per node in MB
@@ -28,7 +28,7 @@ from pretrainflow.errors import ConfigError
 class ResourceRequest:
     """What one job asks for, per node (see module docstring for units)."""
 
-    gpus: int = 0
+    gpus_per_node: int = 0
     nodes: int = 1
     cpus_per_task: int = 1
     mem_mb: int = 1000
@@ -36,7 +36,7 @@ class ResourceRequest:
 
     def __post_init__(self) -> None:
         checks = (
-            ("gpus", self.gpus, 0),
+            ("gpus_per_node", self.gpus_per_node, 0),
             ("nodes", self.nodes, 1),
             ("cpus_per_task", self.cpus_per_task, 1),
             ("mem_mb", self.mem_mb, 1),
@@ -48,7 +48,7 @@ class ResourceRequest:
 
     @classmethod
     def from_resources(cls, resources: Mapping[str, object], rule: str = "?") -> ResourceRequest:
-        """Read a Snakemake job's resources; ``gpu`` (Slurm plugin name) is an alias of ``gpus``."""
+        """Read a Snakemake job's resources (``gpus`` = the job's total; ``gpu``, the Slurm plugin's name, is an alias)."""
 
         def as_int(key: str, default: int) -> int:
             value = resources.get(key, default)
@@ -57,10 +57,12 @@ class ResourceRequest:
             except (TypeError, ValueError):
                 raise ConfigError(f"rule {rule}: resources.{key}: expected an integer, got {value!r}") from None
 
-        gpus = as_int("gpus", 0) or as_int("gpu", 0)
+        gpus, nodes = as_int("gpus", 0) or as_int("gpu", 0), max(1, as_int("nodes", 1))
+        if gpus % nodes:
+            raise ConfigError(f"rule {rule}: resources.gpus: {gpus} GPUs do not split evenly over {nodes} nodes")
         return cls(
-            gpus=gpus,
-            nodes=as_int("nodes", 1),
+            gpus_per_node=gpus // nodes,
+            nodes=nodes,
             cpus_per_task=as_int("cpus_per_task", max(1, as_int("_cores", 1), as_int("threads", 1))),
             mem_mb=as_int("mem_mb", 1000),
             runtime_min=as_int("runtime", 60),
@@ -120,15 +122,18 @@ def _place_on_types(site: str, types: tuple[NodeType, ...], req: ResourceRequest
     if req.nodes > 1:
         fits = [t for t in types if t.multi_node]
     else:
-        fits = [t for t in types if t.gpus >= req.gpus and t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb]
+        fits = [
+            t for t in types if t.gpus >= req.gpus_per_node and t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb
+        ]
         # a CPU-only job never takes a GPU share when a CPU type fits; a GPU job never takes a CPU type
-        fits = [t for t in fits if (t.gpus == 0) == (req.gpus == 0) or t is whole]
+        fits = [t for t in fits if (t.gpus == 0) == (req.gpus_per_node == 0) or t is whole]
     chosen = next(
-        (t for t in fits if t.gpus >= req.gpus and t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb), None
+        (t for t in fits if t.gpus >= req.gpus_per_node and t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb),
+        None,
     )
     if chosen is None:
         raise ConfigError(
-            f"resources: {site} cannot give one node {req.gpus} GPUs, {req.cpus_per_task} cores and {req.mem_mb} MB "
+            f"resources: {site} cannot give one node {req.gpus_per_node} GPUs, {req.cpus_per_task} cores and {req.mem_mb} MB "
             f"(largest node type {whole.name}: {whole.gpus} GPUs, {whole.cpus} cores, {whole.mem_mb} MB); "
             f"use nodes=N with at most {whole.gpus} gpus per node"
         )
@@ -136,7 +141,7 @@ def _place_on_types(site: str, types: tuple[NodeType, ...], req: ResourceRequest
         site=site,
         resource_type=chosen.name,
         count=req.nodes,
-        gpus_per_node=req.gpus,
+        gpus_per_node=req.gpus_per_node,
         cpus_per_node=req.cpus_per_task,
         mem_mb_per_node=req.mem_mb,
         runtime_min=req.runtime_min,
@@ -147,9 +152,9 @@ def _place_slurm(req: ResourceRequest) -> Placement:
     # Slurm has no fixed node types: the partition (from the profile) decides the hardware; gres asks for the GPUs.
     return Placement(
         site="slurm",
-        resource_type="gpu" if req.gpus else "cpu",
+        resource_type="gpu" if req.gpus_per_node else "cpu",
         count=req.nodes,
-        gpus_per_node=req.gpus,
+        gpus_per_node=req.gpus_per_node,
         cpus_per_node=req.cpus_per_task,
         mem_mb_per_node=req.mem_mb,
         runtime_min=req.runtime_min,
@@ -162,9 +167,11 @@ SITES = ("abci", "tsubame", "slurm")
 def place(site: str, req: ResourceRequest, max_runtime_min: int | None = None) -> Placement:
     """Map ``req`` onto ``site``'s resource types.
 
-    >>> place("abci", ResourceRequest(gpus=8)).resource_type, place("abci", ResourceRequest(gpus=1)).resource_type
-    ('rt_HF', 'rt_HG')
-    >>> place("tsubame", ResourceRequest(gpus=4, nodes=2)).resource_type
+    >>> place("abci", ResourceRequest(gpus_per_node=8)).resource_type
+    'rt_HF'
+    >>> place("abci", ResourceRequest(gpus_per_node=1)).resource_type
+    'rt_HG'
+    >>> place("tsubame", ResourceRequest(gpus_per_node=4, nodes=2)).resource_type
     'node_f'
     """
     if site not in SITES:

@@ -1,0 +1,14 @@
+"""The examples in the scheduler and launch docstrings are true."""
+
+import doctest
+
+import pytest
+
+from pretrainflow.launch import discover
+from pretrainflow.schedulers import job, resources, settings
+
+
+@pytest.mark.parametrize("module", [discover, job, resources, settings], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    failures, tried = doctest.testmod(module)
+    assert tried > 0 and failures == 0
