@@ -83,7 +83,9 @@ def build_shard(spec: CorpusSpec, shard: int, tokenizer_path: str | Path, prefix
     return counts
 
 
-def merge_shards(spec: CorpusSpec, shard_prefixes: Sequence[str | Path], tokenizer_path: str | Path, out_dir: str | Path):
+def merge_shards(
+    spec: CorpusSpec, shard_prefixes: Sequence[str | Path], tokenizer_path: str | Path, out_dir: str | Path
+):
     """Concatenate shard datasets (in the given order) into ``out_dir/{name}_text_document`` + manifest + config."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset, IndexedDatasetBuilder
 

@@ -116,7 +116,11 @@ def corpus_from_dict(spec: Mapping[str, Any], where: str = "corpora") -> CorpusS
         tokenizer = dict(spec.get("tokenizer") or {})
         for key, given, cls in (("source", source, SourceSpec), ("tokenizer", tokenizer, TokenizerSpec)):
             allowed = set(cls.__dataclass_fields__)
-            expect(not set(given) - allowed, key, f"unknown keys {sorted(set(given) - allowed)}; expected {sorted(allowed)}")
+            expect(
+                not set(given) - allowed,
+                key,
+                f"unknown keys {sorted(set(given) - allowed)}; expected {sorted(allowed)}",
+            )
         source["paths"] = tuple(str(p) for p in source.get("paths", ()))
         return CorpusSpec(
             name=str(spec.get("name", "")),

@@ -100,7 +100,9 @@ class CpuEngine:
         from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        unique = [p.grad for p in self.model.parameters() if p.grad is not None and param_is_not_tensor_parallel_duplicate(p)]
+        unique = [
+            p.grad for p in self.model.parameters() if p.grad is not None and param_is_not_tensor_parallel_duplicate(p)
+        ]
         sq = torch.stack([g.float().pow(2).sum() for g in unique]).sum() if unique else torch.zeros(())
         dist.all_reduce(sq, group=parallel_state.get_model_parallel_group())
         norm = math.sqrt(float(sq))

@@ -33,7 +33,9 @@ def load_published_model(run: LLMRun, model_path: Path):
     missing, unexpected = model.load_state_dict(load_file(str(model_path)), strict=False)
     missing = [key for key in missing if not key.endswith("_extra_state")]
     if missing or unexpected:
-        raise RuntimeError(f"{model_path}: weights do not match {run.shape.name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise RuntimeError(
+            f"{model_path}: weights do not match {run.shape.name} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model.eval(), vocab_size
 
 
@@ -79,7 +81,9 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
             is_first_rank=True,
         )
         if valid is None or len(valid) == 0:
-            raise RuntimeError(f"corpus {run.corpus}: the validation split is empty (split {run.spec['corpus_spec']['split']})")
+            raise RuntimeError(
+                f"corpus {run.corpus}: the validation split is empty (split {run.spec['corpus_spec']['split']})"
+            )
         start = time.time()
         loss, tokens = heldout_loss(model, valid, batch=run.global_batch, iters=run.eval_iters)
         eval_seconds = time.time() - start

@@ -77,8 +77,8 @@ def mfu(run: LLMRun, vocab_size: int, tokens_per_s: float | None, world: int, de
 def publish(run: LLMRun, vocab_size: int, checkpoint_root: Path, out_dir: Path) -> dict[str, Any]:
     """Write the run directory from the finished checkpoint (see module docstring); returns the summary."""
     import pandas as pd
-    from megatron.core import parallel_state
     import torch.distributed as dist
+    from megatron.core import parallel_state
     from safetensors.torch import save_file
 
     from pretrainflow.train import llm_checkpoint

@@ -133,7 +133,9 @@ def _build(spec: Mapping[str, Any]) -> LLMRun:
     expect(optimizer["name"] in OPTIMIZERS, "optimizer.name", f"expected one of {list(OPTIMIZERS)}")
     for key in ("lr", "min_lr", "weight_decay"):
         value = optimizer[key]
-        expect(isinstance(value, int | float) and value >= 0, f"optimizer.{key}", f"expected a number >= 0, got {value!r}")
+        expect(
+            isinstance(value, int | float) and value >= 0, f"optimizer.{key}", f"expected a number >= 0, got {value!r}"
+        )
     expect(optimizer["min_lr"] <= optimizer["lr"], "optimizer.min_lr", "expected min_lr <= lr")
     run = LLMRun(
         run_id=str(spec.get("run_id", "run")),
