@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -63,8 +64,10 @@ def _sam(groups, spec: OptimizerSpec, lr: float):
             return None
 
     base = _BASES[spec.base](groups, spec, lr)
-    # SAM builds its own base optimizer from the class and the base's defaults over the same groups.
-    defaults = {k: v for k, v in base.defaults.items() if k not in ("lr", "weight_decay")}
+    # SAM builds its own base optimizer from the class and the base's defaults over the same groups (only the
+    # defaults its constructor accepts: torch's AdamW records some that it does not take back).
+    accepted = inspect.signature(type(base).__init__).parameters
+    defaults = {k: v for k, v in base.defaults.items() if k in accepted and k not in ("lr", "weight_decay")}
     return EngineSAM(groups, type(base), rho=spec.rho, lr=lr, **defaults)
 
 
