@@ -53,7 +53,7 @@ def test_golden_bytes():
     assert digest == GOLDEN_SHA256
 
 
-GOLDEN_SHA256 = "003a96e1a1281cf5e5deabb0baeafd1c909d4070d9222ab9a2ed59adc111dd0a"
+GOLDEN_SHA256 = "4536d0b47e0d208000b3f5ce6a7b9adc7374e2b0c03aaacec3c83e8b62378e78"
 
 
 def test_search_draws_the_published_ranges():

@@ -178,7 +178,7 @@ def test_golden_bytes():
     assert digest == GOLDEN_SHA256
 
 
-GOLDEN_SHA256 = "f06234a307d884ffec1df37a787f3a441bae915ade2989c8ea2c241f9c58ed5a"
+GOLDEN_SHA256 = "8c2ee8a31d3952e34697f1704ed9129c73fca260e92cbecafd00c98d75bf416c"
 
 
 def test_search_draws_the_published_ranges():

@@ -23,12 +23,13 @@ def _bucket_widths(max_steps: int) -> np.ndarray:
     return np.array(sorted(set(widths)), dtype=np.float32)
 
 
-def _label_segments(x0, y0, dx, dy, labels, size: int) -> np.ndarray:
+def _label_segments(x0, y0, dx, dy, labels, clipped: np.ndarray, size: int) -> np.ndarray:
     """Label buffer of a 1-px-bordered (size + 2)^2 image: max label of the segments covering each pixel.
 
     Inputs are float32 with integer values (start pixel, integer deltas). Segment s covers the pixels
     ``x0 + round(t dx / n)``, ``y0 + round(t dy / n)`` for t = 0 .. n-1 (n = max(|dx|, |dy|), at least 1); the end
-    point is left to the next segment. Off-image pixels are clipped onto the 1-px border, cropped by the caller.
+    point is left to the next segment. Segments flagged in ``clipped`` may leave the image: their off-image pixels are
+    clipped onto the 1-px border (cropped by the caller); the others lie inside and skip that work.
     """
     padded = size + 2
     # Labels 1..K: one byte while K < 256 (both published families: K <= 200) keeps the buffer cache-resident.
@@ -36,30 +37,35 @@ def _label_segments(x0, y0, dx, dy, labels, size: int) -> np.ndarray:
     count = np.maximum(np.abs(dx), np.abs(dy))
     np.maximum(count, np.float32(1.0), out=count)
     widths = _bucket_widths(int(count.max(initial=1.0)))
-    # Group segments by bucket once (stable radix sort of a small integer), so each bucket is a contiguous slice.
-    bucket_of_count = np.searchsorted(widths, np.arange(int(widths[-1]) + 1, dtype=np.float32)).astype(np.int16)
-    bucket = bucket_of_count[count.astype(np.int32)]
-    order = np.argsort(bucket, kind="stable")
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=widths.size))))
+    # Group segments by (clipped, bucket) once with a stable radix sort of a one-byte key: contiguous slices after.
+    bucket_of_count = np.searchsorted(widths, np.arange(int(widths[-1]) + 1, dtype=np.float32)).astype(np.uint8)
+    key = bucket_of_count[count.astype(np.int32)]
+    key[clipped] += np.uint8(widths.size)
+    order = np.argsort(key, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(key, minlength=2 * widths.size))))
     count, labels = count[order], labels[order]
     slope_x, slope_y = dx[order] / count, dy[order] / count  # float32: identical on every IEEE machine
     # +1 for the border, +0.5 so that truncating a non-negative value rounds to nearest.
     base_x, base_y = x0[order] + np.float32(1.5), y0[order] + np.float32(1.5)
     last = count - np.float32(1.0)
     high = np.float32(size + 1)
-    for b, width in enumerate(widths.astype(int)):
-        lo, hi = bounds[b], bounds[b + 1]
+    for group in range(2 * widths.size):
+        lo, hi = bounds[group], bounds[group + 1]
         if lo == hi:
             continue
+        width = int(widths[group % widths.size])
         # Layout (width, segments): the long axis innermost keeps numpy's inner loops long.
         t = np.minimum(np.arange(width, dtype=np.float32)[:, None], last[None, lo:hi])
         col = np.multiply(t, slope_x[None, lo:hi])
         col += base_x[None, lo:hi]
         t *= slope_y[None, lo:hi]
         t += base_y[None, lo:hi]
-        flat = np.clip(t, 0, high, out=t).astype(np.int32)
+        if group >= widths.size:  # may leave the image: clip onto the border
+            np.clip(t, 0, high, out=t)
+            np.clip(col, 0, high, out=col)
+        flat = t.astype(np.int32)
         flat *= padded
-        flat += np.clip(col, 0, high, out=col).astype(np.int32)
+        flat += col.astype(np.int32)
         np.maximum.at(buffer, flat.ravel(), np.tile(labels[lo:hi], width))
     return buffer.reshape(padded, padded)
 
@@ -83,19 +89,28 @@ def draw_closed_polylines(xs: np.ndarray, ys: np.ndarray, size: int, colors: np.
     np.subtract(ix[:, :1], ix[:, -1:], out=dx[:, -1:])
     np.subtract(iy[:, 1:], iy[:, :-1], out=dy[:, :-1])
     np.subtract(iy[:, :1], iy[:, -1:], out=dy[:, -1:])
+    # A vertex is inside when |v - h| <= h per axis, h = (size - 1) / 2 (exact on integer-valued floats); a segment
+    # with both ends inside needs no clipping (most of them).
+    half = np.float32((size - 1) / 2)
+    vertex_in = np.maximum(np.abs(ix - half), np.abs(iy - half)) <= half
+    inside = vertex_in & np.roll(vertex_in, -1, axis=1)
     label_type = np.uint8 if num_lines < 256 else np.uint16 if num_lines < 65536 else np.int32
     labels = np.repeat(np.arange(1, num_lines + 1, dtype=label_type), num_vertices)  # 0 stays the background
-    ix, iy, dx, dy = (a.reshape(-1) for a in (ix, iy, dx, dy))
-    # Drop segments with both ends beyond the same image edge (Cohen-Sutherland trivial reject).
-    jx, jy = ix + dx, iy + dy
+    ix, iy, dx, dy, inside = (a.reshape(-1) for a in (ix, iy, dx, dy, inside))
+    # The others: drop those with both ends beyond the same image edge (Cohen-Sutherland trivial reject).
+    other = np.flatnonzero(~inside)
+    ox, oy = ix[other], iy[other]
+    jx, jy = ox + dx[other], oy + dy[other]
     outside = (
-        (np.minimum(ix, jx) >= size)
-        | (np.maximum(ix, jx) < 0)
-        | (np.minimum(iy, jy) >= size)
-        | (np.maximum(iy, jy) < 0)
+        (np.minimum(ox, jx) >= size)
+        | (np.maximum(ox, jx) < 0)
+        | (np.minimum(oy, jy) >= size)
+        | (np.maximum(oy, jy) < 0)
     )
-    keep = np.flatnonzero(~outside)
-    label = _label_segments(ix[keep], iy[keep], dx[keep], dy[keep], labels[keep], size)[1:-1, 1:-1]
+    keep = np.ones(ix.size, dtype=bool)
+    keep[other[outside]] = False
+    keep = np.flatnonzero(keep)
+    label = _label_segments(ix[keep], iy[keep], dx[keep], dy[keep], labels[keep], ~inside[keep], size)[1:-1, 1:-1]
     lut = np.empty(num_lines + 1, dtype=np.uint8)
     lut[0] = background
     lut[1:] = colors
