@@ -21,7 +21,7 @@ import numpy as np
 # with ``r <= cumsum(p)[j]``; if rounding leaves cumsum(p)[-1] < r no map is chosen and the point repeats. Selecting
 # the identity in that case reproduces it exactly.
 IDENTITY = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-CHUNK_STEPS = 2048  # steps whose coefficients are gathered at once: 2048 * B * 6 * 8 bytes (25 MB at B = 256)
+CHUNK_STEPS = 1024  # steps whose coefficients are gathered at once: 1024 * B * 6 * 8 bytes (12.6 MB at B = 256)
 
 
 def sequential_cumsum(p: np.ndarray) -> np.ndarray:
@@ -62,21 +62,24 @@ def iterate(coefs: np.ndarray, choice: np.ndarray) -> np.ndarray:
     systems) and handled by the rescale rules of the callers.
     """
     steps, width = choice.shape
+    maps = coefs.shape[1]
+    # Coefficients as (a, c | b, d | e, f): each pair multiplies x, y or 1 and yields (x', y') at once.
+    table = np.ascontiguousarray(coefs[:, :, [0, 2, 1, 3, 4, 5]].reshape(width * maps, 6).T)  # (6, B*M)
+    base = np.arange(width, dtype=np.intp) * maps
     points = np.empty((steps + 1, 2, width))
     points[0] = 0.0
     tmp = np.empty((2, width))
-    cols = np.arange(width)[None, :]
     mul, add = np.multiply, np.add
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, steps, CHUNK_STEPS):
-            sel = coefs[cols, choice[start : start + CHUNK_STEPS]].transpose(0, 2, 1)  # (chunk, 6, B)
-            ac = np.ascontiguousarray(sel[:, [0, 2]])  # multiplies x, giving (x', y') rows
-            bd = np.ascontiguousarray(sel[:, [1, 3]])  # multiplies y
-            ef = np.ascontiguousarray(sel[:, [4, 5]])  # translation
-            block = points[start : start + len(ac) + 1]
-            xs, ys, outs = list(block[:-1, 0]), list(block[:-1, 1]), list(block[1:])
+            index = choice[start : start + CHUNK_STEPS].astype(np.intp)
+            index += base
+            # (6, chunk, B) in one gather; per step, sel[0:2, k] is a (2, B) view with contiguous rows.
+            sel = table.take(index, axis=1).transpose(1, 0, 2)
+            block = points[start : start + len(sel) + 1]
             # One step: (x', y') = x * (a, c) + y * (b, d) + (e, f), the published operation order.
-            for x, y, out, m1, m2, t in zip(xs, ys, outs, ac, bd, ef, strict=True):
+            for x, y, out, m1, m2, t in zip(block[:-1, 0], block[:-1, 1], block[1:], sel[:, 0:2], sel[:, 2:4],
+                                            sel[:, 4:6], strict=True):
                 mul(x, m1, out=out)
                 mul(y, m2, out=tmp)
                 add(out, tmp, out=out)
@@ -96,18 +99,21 @@ def drop_diverged(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.delete(xs, rows), np.delete(ys, rows)
 
 
-def quantise(points: np.ndarray, size: int, pad: int, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def quantise(points: np.ndarray, size: int, pad: int, in_place: bool = False, dtype=np.uint16,
+             bounds: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Published rescale of finite trajectories ``points`` (N, 2, B) -> pixel columns/rows (N, B) uint16.
 
     Each axis is shifted so its minimum is 0 (only when the minimum is negative; point 0 is the origin, so the minimum is
     always <= 0) and scaled independently to [pad, size - pad]: ``uint16(x / (max - min) * (size - 2 pad) + pad)``.
-    The arithmetic is the published one, so the result is bit-identical. ``in_place`` reuses ``points`` as scratch.
+    The arithmetic is the published one, so the result is bit-identical. ``in_place`` reuses ``points`` as scratch;
+    ``dtype`` int32 truncates like uint16 on [0, size); ``bounds`` = (points.min(0), points.max(0)) if already known.
     """
+    low_all, high_all = bounds if bounds is not None else (points.min(axis=0), points.max(axis=0))
     out = []
     span_px = float(size - 2 * pad)
     for axis in (0, 1):
         v = points[:, axis] if in_place else points[:, axis].copy()
-        low, high = v.min(axis=0), v.max(axis=0)
+        low, high = low_all[axis], high_all[axis]
         shift = np.where(low < 0.0, low, 0.0)
         # max/min of the shifted values without another pass: rounding of (v - shift) is monotone in v.
         span = (high - shift) - (low - shift)
@@ -116,7 +122,7 @@ def quantise(points: np.ndarray, size: int, pad: int, in_place: bool = False) ->
             v /= span
             v *= span_px
             v += float(pad)
-            out.append(v.astype(np.uint16))  # NaN only in columns the caller discards
+            out.append(v.astype(dtype))  # NaN only in columns the caller discards
     return out[0], out[1]
 
 
@@ -131,21 +137,27 @@ def quantise_one(xs: np.ndarray, ys: np.ndarray, size: int, pad: int) -> tuple[n
     return qx[:, 0], qy[:, 0]
 
 
+def _split_finite(points: np.ndarray, size: int, pad: int):
+    """Bounds of every trajectory; diverged ones get the per-trajectory rule and are neutralised in ``points``."""
+    low, high = points.min(axis=0), points.max(axis=0)  # (2, B); NaN propagates and inf stays, so finite <=> all finite
+    finite = np.isfinite(low).all(axis=0) & np.isfinite(high).all(axis=0)
+    diverged = {}
+    for col in np.flatnonzero(~finite):
+        diverged[col] = quantise_one(points[:, 0, col].copy(), points[:, 1, col].copy(), size, pad)
+        # Keep the batched pass free of inf/NaN: a constant column with span 1 (its result is not used).
+        points[:, :, col] = 0.0
+        low[:, col], high[:, col] = 0.0, 1.0
+    return (low, high), finite, diverged
+
+
 def quantise_batch(points: np.ndarray, size: int, pad: int) -> list[tuple[np.ndarray, np.ndarray] | None]:
     """``quantise`` for every trajectory of ``points`` (N, 2, B), taking the per-trajectory path for diverged ones.
 
     Overwrites ``points`` (it is scratch space for the in-place arithmetic).
     """
-    # min/max propagate NaN and keep inf, so both are finite exactly when the whole trajectory is.
-    finite = np.isfinite(points.min(axis=(0, 1))) & np.isfinite(points.max(axis=(0, 1)))
-    result: list = [None] * points.shape[2]
-    for col in np.flatnonzero(~finite):
-        result[col] = quantise_one(points[:, 0, col].copy(), points[:, 1, col].copy(), size, pad)
-        points[:, :, col] = 0.0  # keep the batched pass below free of inf/NaN; this column's result is not used
-    qx, qy = quantise(points, size, pad, in_place=True)
-    for col in np.flatnonzero(finite):
-        result[col] = (qx[:, col], qy[:, col])
-    return result
+    bounds, finite, diverged = _split_finite(points, size, pad)
+    qx, qy = quantise(points, size, pad, in_place=True, bounds=bounds)
+    return [(qx[:, col], qy[:, col]) if finite[col] else diverged[col] for col in range(points.shape[2])]
 
 
 def fill_rates(points: np.ndarray, size: int, pad: int) -> np.ndarray:
@@ -153,17 +165,19 @@ def fill_rates(points: np.ndarray, size: int, pad: int) -> np.ndarray:
 
     Overwrites ``points``. All trajectories share one boolean canvas of B * size * size (67 MB at B = 256, 512 px).
     """
-    width = points.shape[2]
-    canvas = np.zeros((width, size * size), dtype=bool)
-    for col, q in enumerate(quantise_batch(points, size, pad)):
-        if q is None:
-            continue
-        qx, qy = q
-        if qx.max() >= size or qy.max() >= size:  # only if the published NaN rule deleted the origin
-            inside = (qx < size) & (qy < size)
-            qx, qy = qx[inside], qy[inside]
-        pixel = qy.astype(np.int32)
-        pixel *= size
-        pixel += qx
-        canvas[col, pixel] = True
-    return np.count_nonzero(canvas, axis=1) / (size * size)
+    width, area = points.shape[2], size * size
+    bounds, finite, diverged = _split_finite(points, size, pad)
+    # int32 truncates like the published uint16 on [0, size); finite trajectories land in [pad, size - pad].
+    qx, qy = quantise(points, size, pad, in_place=True, dtype=np.int32, bounds=bounds)
+    qy *= size
+    qy += qx
+    qy += np.arange(width, dtype=np.int32) * area  # (N, B) flat canvas index; B * area < 2**31 for B <= 8191 at 512 px
+    canvas = np.zeros(width * area, dtype=bool)
+    canvas[qy.reshape(-1)] = True
+    canvas = canvas.reshape(width, area)
+    for col, q in diverged.items():
+        canvas[col] = False
+        if q is not None:
+            inside = (q[0] < size) & (q[1] < size)  # always, unless the published NaN rule deleted the origin
+            canvas[col, q[1][inside].astype(np.int64) * size + q[0][inside]] = True
+    return np.count_nonzero(canvas, axis=1) / area
