@@ -84,6 +84,24 @@ def test_camera_matches_the_opengl_conventions():
     assert (cols[2], rows[2]) == (math.floor((1 + ndc) * 112), 112)  # +z: to the right
 
 
+def test_sphere_cameras_look_at_the_origin_from_everywhere():
+    rng = np.random.default_rng(0)
+    directions = []
+    for _ in range(400):
+        basis, eye = _camera.sphere_camera(rng, 4.0)
+        np.testing.assert_allclose(basis @ basis.T, np.eye(3), atol=1e-12)  # orthonormal s, u, f
+        np.testing.assert_allclose(np.linalg.norm(eye), 4.0)
+        cols, rows = _camera.project_points(np.zeros((1, 3)), basis, eye, fov_deg=45.0, near=1.0, far=100.0, size=64)
+        assert (cols[0], rows[0]) == (32, 32)
+        directions.append(eye / 4.0)
+    assert np.abs(np.mean(directions, axis=0)).max() < 0.1  # spread over the whole sphere
+    ds, fam, params = resolve(spec(params={"num_points": 2000, "view_sampling": "sphere"}))
+    cat = fam.search(ds, params).iloc[0].to_dict()
+    images = [fam.render(ds, params, cat, i) for i in range(4)]
+    assert all(not np.array_equal(images[0], im) for im in images[1:])
+    assert not any(fam.is_degenerate(im) for im in images)
+
+
 def test_tiny_variant_shapes_dtypes_and_speed():
     start = time.perf_counter()
     images = render_all(spec())
@@ -139,6 +157,7 @@ def test_diverging_variant_falls_back_to_the_unscaled_system():
         ({"fov_deg": 180.0}, "datasets.e.params.fov_deg: expected a number in [0.001, 179.0], got 180.0"),
         ({"z_near": 5.0, "z_far": 2.0}, "datasets.e.params.z_far: expected a number in [5.0, 1000000000.0], got 2.0"),
         ({"views": 0}, "datasets.e.params.views: expected an integer in [1, 3600], got 0"),
+        ({"view_sampling": "random"}, "datasets.e.params.view_sampling: expected one of orbit, sphere, got 'random'"),
     ],
 )
 def test_bad_parameters_name_the_key_and_range(params, message):

@@ -56,3 +56,15 @@ def orbit_camera(angle_rad: float, distance: float) -> tuple[np.ndarray, np.ndar
     """
     direction = np.array([math.cos(angle_rad), 0.0, -math.sin(angle_rad)])
     return look_at(-direction * distance, np.zeros(3), np.array([0.0, 1.0, 0.0]))
+
+
+def sphere_camera(rng: np.random.Generator, distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Camera at a uniformly random direction on the sphere of radius ``distance``, looking at the origin.
+
+    Up is the world y axis, or the z axis when the view direction is within ~8 degrees of y (lookAt degenerates there).
+    Draws three normals from ``rng`` (a normalised Gaussian vector is uniform on the sphere).
+    """
+    direction = rng.standard_normal(3)
+    direction /= np.linalg.norm(direction)
+    up = np.array([0.0, 1.0, 0.0]) if abs(direction[1]) < 0.99 else np.array([0.0, 0.0, 1.0])
+    return look_at(direction * distance, np.zeros(3), up)

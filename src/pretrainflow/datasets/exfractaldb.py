@@ -14,6 +14,8 @@ Reimplemented from the facts of the public code (masora1030/CVPR2022-Pretrained-
   camera at distance 4, fovy 45 degrees, turned about the y axis by 2 pi k / 12 + 30 degrees + a jitter
   (``_camera.py``). The jitter: the reference adds ``glm.radians(random.uniform(-pi, pi))``, i.e. +-pi DEGREES
   (radians() applied to a value already in radians); we keep that published behaviour as ``view_jitter_deg = pi``.
+  ``view_sampling="sphere"`` instead puts each camera at a uniformly random direction, the ExFractalDB of the paper
+  (the reference README: the script builds MV-FractalDB's fixed views, ExFractalDB picks viewpoints at random).
 
 Differences from the reference, on purpose: the point cloud of (class, variant) comes from its own seeded stream (the
 reference's np.random is unseeded there); the chaos game runs 256 chains in lockstep after a 24-step warm-up from the
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pretrainflow.datasets._camera import orbit_camera, project_points
+from pretrainflow.datasets._camera import orbit_camera, project_points, sphere_camera
 from pretrainflow.datasets._raster import is_almost_empty, splat_points
 from pretrainflow.datasets.registry import Family, instance_rng
 from pretrainflow.errors import expect
@@ -43,6 +45,7 @@ CLOUD_STREAM = 2  # sub-stream of a (class, variant) point cloud: instance_rng(s
 CHAINS = 256  # chaos-game chains run in lockstep (vectorised over chains)
 WARMUP = 24  # steps from the origin dropped per chain before points are kept
 COEFFICIENTS = 12  # a..l per map
+VIEW_SAMPLINGS = ("orbit", "sphere")
 DIVERGENCE_BOUND = 1e3  # |coordinate| beyond which an orbit has escaped (attractors here span a few units)
 
 
@@ -63,7 +66,10 @@ class ExFractalDBParams:
     variance_threshold: float = 0.05  # variance_threshold=0.05 in ExFractalDB_render.sh (per-axis variance > this)
     # Scale factors of weights_ins145.csv: each of the 12 coefficients times each factor (plus the identity row).
     weight_factors: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6)
-    views: int = 12  # --view_point 12 in render.py
+    # orbit: the public renderer (MV-FractalDB: `views` cameras around the y axis); sphere: the ExFractalDB paper's
+    # random viewpoints ("randomly selects and projects 2D images", exfractaldb_render/README.md), uniform on the sphere
+    view_sampling: str = "orbit"
+    views: int = 12  # --view_point 12 in render.py (sphere: images per variant)
     view_offset_deg: float = 30.0  # glm.rotate(..., glm.radians(30), y) in render.py
     view_jitter_deg: float = math.pi  # glm.radians(random.uniform(-pi, pi)): +-pi degrees (see module docstring)
     camera_distance: float = 4.0  # camDist = 4 in render.py
@@ -80,6 +86,8 @@ class ExFractalDBParams:
         self.weight_factors = tuple(self.weight_factors)
         for i, factor in enumerate(self.weight_factors):
             _check(f"weight_factors[{i}]", factor, 0.0, 100.0, False)
+        expect(self.view_sampling in VIEW_SAMPLINGS, "view_sampling",
+               f"expected one of {', '.join(VIEW_SAMPLINGS)}, got {self.view_sampling!r}")  # fmt: skip
         _check("views", self.views, 1, 3600, True)
         _check("view_offset_deg", self.view_offset_deg, -360.0, 360.0, False)
         _check("view_jitter_deg", self.view_jitter_deg, 0.0, 180.0, False)
@@ -221,9 +229,13 @@ def render(spec, params: ExFractalDBParams, category: dict, instance: int) -> np
     maps = tuple(float(v) for v in category["maps"])
     probs = tuple(float(v) for v in category["probs"])
     points = _variant_cloud(spec.seed, class_id, variant, maps, probs, params.weight_factors, params.num_points)
-    jitter = instance_rng(spec.seed, class_id, instance).uniform(-params.view_jitter_deg, params.view_jitter_deg)
-    angle = 2.0 * math.pi * view / params.views + math.radians(params.view_offset_deg + jitter)
-    basis, eye = orbit_camera(angle, params.camera_distance)
+    rng = instance_rng(spec.seed, class_id, instance)
+    if params.view_sampling == "sphere":
+        basis, eye = sphere_camera(rng, params.camera_distance)
+    else:
+        jitter = rng.uniform(-params.view_jitter_deg, params.view_jitter_deg)
+        angle = 2.0 * math.pi * view / params.views + math.radians(params.view_offset_deg + jitter)
+        basis, eye = orbit_camera(angle, params.camera_distance)
     cols, rows = project_points(points, basis, eye, fov_deg=params.fov_deg, near=params.z_near, far=params.z_far,
                                 size=spec.image_size)  # fmt: skip
     return splat_points(cols, rows, spec.image_size, 255)
