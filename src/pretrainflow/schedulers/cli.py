@@ -32,6 +32,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("job_id")
     status.set_defaults(func=_status)
 
+    plan = sched_sub.add_parser("plan", help="list the jobs a study would submit to a site, with resource types")
+    plan.add_argument("--site", required=True, choices=SITES)
+    plan.add_argument("--profile", type=Path, default=None, help="default: the repository's profiles/<site>")
+    plan.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="after --: arguments for snakemake")
+    plan.set_defaults(func=_plan)
+
     cancel = sched_sub.add_parser("cancel", help="cancel job ids")
     cancel.add_argument("--site", required=True, choices=SITES)
     cancel.add_argument("job_ids", nargs="*")
@@ -62,6 +68,13 @@ def _status(args: argparse.Namespace) -> int:
 
     print(commands.status(args.site, args.job_id, grace_s=args.grace_seconds))
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from pretrainflow.schedulers.plan import plan
+
+    extra = args.snakemake_args[1:] if args.snakemake_args[:1] == ["--"] else args.snakemake_args
+    return plan(args.site, extra, profile=args.profile)
 
 
 def _cancel(args: argparse.Namespace) -> int:
