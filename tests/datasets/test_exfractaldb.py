@@ -92,7 +92,7 @@ def test_sphere_cameras_look_at_the_origin_from_everywhere():
         np.testing.assert_allclose(basis @ basis.T, np.eye(3), atol=1e-12)  # orthonormal s, u, f
         np.testing.assert_allclose(np.linalg.norm(eye), 4.0)
         cols, rows = _camera.project_points(np.zeros((1, 3)), basis, eye, fov_deg=45.0, near=1.0, far=100.0, size=64)
-        assert (cols[0], rows[0]) == (32, 32)
+        assert cols[0] in (31, 32) and rows[0] in (31, 32)  # NDC 0 up to rounding: the centre pixels
         directions.append(eye / 4.0)
     assert np.abs(np.mean(directions, axis=0)).max() < 0.1  # spread over the whole sphere
     ds, fam, params = resolve(spec(params={"num_points": 2000, "view_sampling": "sphere"}))
