@@ -75,7 +75,7 @@ def decode_image(data: bytes, ext: str) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img)
+        return np.array(img)  # a writable copy (torch.from_numpy needs one)
 
 
 def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
