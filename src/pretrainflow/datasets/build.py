@@ -67,3 +67,24 @@ def build_dataset(spec, out_dir: str | os.PathLike, progress: bool = False) -> d
             render_shard(ds, family, params, df, k, paths[-1], progress)
         build_manifest(ds, paths, tmp / "manifest.json")
     return read_json(Path(out_dir) / "manifest.json")
+
+
+# Job sizes for the workflow rules (Snakemake resources; profiles map them onto each scheduler). Conservative figures:
+# the search holds one batch of search_batch x search_points x 16 bytes (410 MB for FractalDB); a render job holds one
+# category's point sets (FractalDB: 26 x 200,000 points x 16 bytes = 83 MB) and the shard's images until written.
+SEARCH_SECONDS_PER_CLASS = 2.0  # FractalDB: 0.4 CPU s per category measured; x5 for slow or shared nodes
+RENDER_IMAGES_PER_SECOND = 20.0  # per core, at 362 px; measured >= 100 for FractalDB, x5 margin for other families
+
+
+def job_resources(spec: dict, step: str) -> dict:
+    """``{"mem_mb", "runtime"}`` (runtime in minutes) of one dataset job: step = search | render | manifest."""
+    images_per_shard = -(-spec["num_classes"] * spec["instances_per_class"] // spec["num_shards"])
+    pixels = (spec["image_size"] / 362) ** 2
+    if step == "search":
+        return {"mem_mb": 3000, "runtime": 10 + int(spec["num_classes"] * SEARCH_SECONDS_PER_CLASS / 60)}
+    if step == "render":
+        seconds = images_per_shard * max(pixels, 0.05) / RENDER_IMAGES_PER_SECOND
+        return {"mem_mb": 2000 + int(images_per_shard * spec["image_size"] ** 2 * 3 / 2**20), "runtime": 10 + int(seconds / 60)}
+    if step == "manifest":  # reads every shard once for its sha256 and member index
+        return {"mem_mb": 1000, "runtime": 10 + int(spec["num_classes"] * spec["instances_per_class"] / 50_000)}
+    raise ValueError(f"step: expected search, render or manifest, got {step!r}")

@@ -1,0 +1,61 @@
+# Formula-driven synthetic datasets (pretrainflow.datasets): category search -> one render job per shard (scatter)
+# -> manifest (gather). Outputs in results/datasets/{dataset}/: categories.parquet, shards/shard-{k:05d}.tar (WebDataset
+# layout), manifest.json (counts + sha256 per shard, dataset checksum) and config.json. Job sizes come from the package.
+# job_resources(spec, step) -> {"mem_mb", "runtime"} sizes each job from the dataset spec.
+from pretrainflow.datasets.build import job_resources
+
+
+rule search_categories:
+    output:
+        "results/datasets/{dataset}/categories.parquet",
+    params:
+        spec=dataset_spec,
+    log:
+        "results/logs/search_categories/{dataset}.log",
+    resources:
+        cpus_per_task=1,
+        mem_mb=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "search")["mem_mb"],
+        runtime=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "search")["runtime"],
+    shell:
+        "pretrainflow datasets search --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule render_shard:
+    input:
+        categories="results/datasets/{dataset}/categories.parquet",
+    output:
+        "results/datasets/{dataset}/shards/shard-{shard}.tar",
+    params:
+        spec=dataset_spec,
+        shard=lambda wildcards: int(wildcards.shard),
+    log:
+        "results/logs/render_shard/{dataset}-{shard}.log",
+    resources:
+        cpus_per_task=1,
+        mem_mb=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "render")["mem_mb"],
+        runtime=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "render")["runtime"],
+    shell:
+        "pretrainflow datasets render-shard --spec {params.spec:q} --categories {input.categories:q}"
+        " --shard {params.shard} --out {output:q} > {log:q} 2>&1"
+
+
+rule dataset_manifest:
+    input:
+        categories="results/datasets/{dataset}/categories.parquet",
+        shards=lambda wildcards: expand(
+            "results/datasets/{{dataset}}/shards/shard-{shard}.tar", shard=dataset_shards(wildcards.dataset)
+        ),
+    output:
+        manifest="results/datasets/{dataset}/manifest.json",
+        config="results/datasets/{dataset}/config.json",
+    params:
+        spec=dataset_spec,
+    log:
+        "results/logs/dataset_manifest/{dataset}.log",
+    resources:
+        cpus_per_task=1,
+        mem_mb=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "manifest")["mem_mb"],
+        runtime=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "manifest")["runtime"],
+    shell:
+        "pretrainflow datasets manifest --spec {params.spec:q} --categories {input.categories:q}"
+        " --shards {input.shards:q} --out {output.manifest:q} > {log:q} 2>&1"
