@@ -1,0 +1,155 @@
+"""FractalDB rendering in torch, on a GPU (or any torch device): the same images as the numpy renderer.
+
+    renderer = FractalDBTorchRenderer(spec, categories_df, device="cuda")
+    images = renderer.render(range(0, 256))          # uint8 tensor [256, 1, H, W] on the device, labels = i // n
+
+What runs on the device: the chaos games of every (category, weight row) at once, the published rescale, and the
+last-writer maps (``scatter_reduce`` amax: order independent, hence deterministic); then each image is a gather of
+mask bits. Pixel identity with fractaldb.render: float64 multiplies and adds are separate kernels (no fused
+multiply-add), divisions and float->int truncation are IEEE-exact on CPU and CUDA, and the patch masks come from the same
+numpy Generator streams (``fractaldb_render.draw_masks``). Tested on the CPU device; on a GPU the trajectory loop costs
+about 3 x 4 kernel launches per step for a whole batch of trajectories, so batches should be large (many categories).
+No GPU throughput has been measured in this project yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from pretrainflow.datasets import fractaldb as fdb
+from pretrainflow.datasets import fractaldb_render as fr
+from pretrainflow.datasets import ifs
+from pretrainflow.datasets.spec import resolve
+
+STEP_CHUNK = 4096  # steps stored per chunk: STEP_CHUNK x 2 x B float64 (B = 2,500 trajectories -> 164 MB)
+
+
+def _chaos_chunks(coefs: torch.Tensor, choice: torch.Tensor):
+    """Yield (first step index, points (chunk, 2, B)) of all trajectories; the same arithmetic as ifs.iterate."""
+    steps, width = choice.shape
+    maps = coefs.shape[1]
+    table = coefs[:, :, [0, 2, 1, 3, 4, 5]].reshape(width * maps, 6).T.contiguous()  # (6, B*M)
+    base = torch.arange(width, device=coefs.device) * maps
+    state = torch.zeros(2, width, dtype=torch.float64, device=coefs.device)
+    yield 0, state[None].clone()  # point 0: the origin
+    tmp = torch.empty_like(state)
+    for start in range(0, steps, STEP_CHUNK):
+        index = choice[start : start + STEP_CHUNK].long() + base
+        sel = table[:, index]  # (6, chunk, B)
+        block = torch.empty(len(index), 2, width, dtype=torch.float64, device=coefs.device)
+        for k in range(len(index)):
+            out = block[k]
+            torch.mul(state[0], sel[0:2, k], out=out)  # x * (a, c)
+            torch.mul(state[1], sel[2:4, k], out=tmp)  # y * (b, d)
+            out.add_(tmp)
+            out.add_(sel[4:6, k])  # + (e, f)
+            state = out
+        yield start + 1, block
+
+
+def coverages_torch(systems: list[np.ndarray], p: np.ndarray, num_points: int, render_seed: int, size: int, pad: int,
+                    patch: bool, device) -> list[fr.Coverage]:
+    """Coverage of each system (variants of one category's maps, sharing p) computed on ``device``."""
+    choice_np = ifs.choose_maps(ifs.sequential_cumsum(p), fr.map_draws(render_seed, num_points))
+    coefs = torch.from_numpy(ifs.pack_systems(systems)).to(device)
+    width = coefs.shape[0]
+    choice = torch.from_numpy(choice_np).to(device)[:, None].expand(-1, width)
+    # Pass 1: the published NaN rule keeps points [0, first NaN of x - 100); any other non-finite point empties it.
+    first_nan = torch.full((width,), num_points, dtype=torch.long, device=device)
+    first_bad = first_nan.clone()
+    for start, block in _chaos_chunks(coefs, choice):
+        idx = torch.arange(start, start + len(block), device=device)[:, None]
+        first_nan = torch.minimum(first_nan, torch.where(block[:, 0].isnan(), idx, num_points).amin(0))
+        first_bad = torch.minimum(first_bad, torch.where(~block.isfinite().all(1), idx, num_points).amin(0))
+    limit = torch.where(first_nan < num_points, first_nan - 100, torch.full_like(first_nan, num_points))
+    empty = (limit <= 0) | (first_bad < limit)
+    limit = torch.where(empty, torch.ones_like(limit), limit)  # keep the origin only; the result is discarded
+    # Pass 2: bounds of the kept points.
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=device)
+    low, high = torch.full((2, width), inf, dtype=torch.float64, device=device), torch.full((2, width), -inf,
+                                                                                         dtype=torch.float64, device=device)
+    for start, block in _chaos_chunks(coefs, choice):
+        keep = (torch.arange(start, start + len(block), device=device)[:, None] < limit)[:, None, :]
+        low = torch.minimum(low, torch.where(keep, block, inf).amin(0))
+        high = torch.maximum(high, torch.where(keep, block, -inf).amax(0))
+    shift = torch.where(low < 0, low, torch.zeros_like(low))
+    span = (high - shift) - (low - shift)
+    # Pass 3: quantise (published arithmetic) and record the last writer of every pixel.
+    last = torch.full((width, size * size), -1, dtype=torch.long, device=device)
+    offsets = torch.arange(fr.PATCH_SIDE, device=device) + 1
+    for start, block in _chaos_chunks(coefs, choice):
+        q = ((block - shift) / span * float(size - 2 * pad) + float(pad)).nan_to_num(0.0).to(torch.int64)  # (c, 2, B)
+        point = torch.arange(start, start + len(block), device=device)[:, None].expand(-1, width)
+        keep = point < limit
+        if patch:
+            rows = q[:, 1, :, None, None] + offsets[:, None]
+            cols = q[:, 0, :, None, None] + offsets[None, :]
+            flat = rows * size + cols  # (c, B, 3, 3)
+            key = point[:, :, None, None] * 9 + (torch.arange(9, device=device).view(3, 3))
+            ok = keep[:, :, None, None] & (rows < size) & (cols < size)
+        else:
+            flat, key, ok = q[:, 1] * size + q[:, 0], point * 9, keep
+        flat = torch.where(ok, flat, 0).reshape(len(block), width, -1).permute(1, 0, 2).reshape(width, -1)
+        key = torch.where(ok, key, -1).reshape(len(block), width, -1).permute(1, 0, 2).reshape(width, -1)
+        last.scatter_reduce_(1, flat, key, reduce="amax", include_self=True)
+    out = []
+    for col in range(width):
+        pixel = torch.nonzero(last[col] >= 0).flatten() if not empty[col] else torch.zeros(0, dtype=torch.long)
+        values = last[col, pixel] if not empty[col] else pixel
+        out.append(fr.Coverage(pixel=pixel.cpu().numpy().astype(np.int32),
+                               point=(values // 9).cpu().numpy().astype(np.int32),
+                               bit=(values % 9).cpu().numpy().astype(np.uint8), size=size))
+    return out
+
+
+class FractalDBTorchRenderer:
+    """Renders images of a FractalDB spec on a torch device; pixel-identical to ``fractaldb.render``."""
+
+    def __init__(self, spec, categories, device: str | torch.device = "cuda"):
+        self.spec, self.family, self.params = resolve(spec)
+        if self.family.name != "fractaldb":
+            raise ValueError(f"FractalDBTorchRenderer renders fractaldb, not {self.family.name}")
+        self.categories = {int(r["class_id"]): r for r in categories.to_dict("records")}
+        self.device = torch.device(device)
+        self._cache: dict[int, tuple[fr.Coverage, ...]] = {}
+
+    def category_coverages(self, class_id: int) -> tuple[fr.Coverage, ...]:
+        """Coverages of the weight rows this dataset uses, degenerate rows replaced (as fractaldb.category_coverages)."""
+        if class_id not in self._cache:
+            p, spec = self.params, self.spec
+            maps = fdb.maps_of(self.categories[class_id])
+            rows = list(p.weights[: min(spec.instances_per_class, len(p.weights))])
+            extra = [] if fdb.IDENTITY_WEIGHT in rows else [fdb.IDENTITY_WEIGHT]
+            covs = coverages_torch(fr.weighted_systems(maps, rows + extra), maps[:, 6], p.num_points, p.render_seed,
+                                   spec.image_size, p.pad, p.draw == "patch", self.device)
+            identity = covs[-1] if extra else covs[rows.index(fdb.IDENTITY_WEIGHT)]
+            self._cache = {class_id: tuple(identity if c.fraction < p.min_coverage else c for c in covs[: len(rows)])}
+        return self._cache[class_id]
+
+    def render(self, indices: Sequence[int]) -> torch.Tensor:
+        """uint8 [n, 1, H, W] on the device for global image indices (class-major order, as the shards)."""
+        size, p = self.spec.image_size, self.params
+        images = torch.zeros(len(indices), size * size, dtype=torch.uint8, device=self.device)
+        for row, index in enumerate(indices):
+            class_id, instance = divmod(int(index), self.spec.instances_per_class)
+            weight, flip, draw = fr.instance_layout(instance, len(p.weights), p.flips)
+            cov = self.category_coverages(class_id)[weight]
+            pixel = torch.from_numpy(cov.pixel.astype(np.int64)).to(self.device)
+            if p.draw == "patch":
+                masks = torch.from_numpy(fr.draw_masks(self.spec.seed, class_id, weight, draw, p.num_points)
+                                         .astype(np.int32)).to(self.device)
+                bits = torch.from_numpy(cov.bit.astype(np.int32)).to(self.device)
+                on = (masks[torch.from_numpy(cov.point.astype(np.int64)).to(self.device)] >> bits) & 1
+                images[row, pixel] = on.to(torch.uint8) * p.gray
+            else:
+                images[row, pixel] = p.gray
+            image = images[row].view(size, size).flip(0)  # the published top-bottom flip, then the instance's flip
+            if flip in (1, 3):
+                image = image.flip(0)
+            if flip in (2, 3):
+                image = image.flip(1)
+            images[row] = image.reshape(-1)
+        return images.view(len(indices), 1, size, size)
