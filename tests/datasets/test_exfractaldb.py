@@ -145,6 +145,12 @@ def test_diverging_variant_falls_back_to_the_unscaled_system():
     assert base == 0  # factors < 1: none, so the identity comes first, then a x 3
     np.testing.assert_array_equal(fam.render(ds, params, cat, 1), fam.render(ds, params, cat, 0))
     assert not fam.is_degenerate(fam.render(ds, params, cat, 1))
+    # the rule itself: fewer than max(1, H W / 4096) lit pixels (a variant collapsed onto a few points)
+    few = np.zeros((224, 224), dtype=np.uint8)
+    few[100, 100:112] = 255  # 12 < 224 * 224 / 4096 = 12.25
+    assert fam.is_degenerate(few)
+    few[101, 100] = 255
+    assert not fam.is_degenerate(few)
 
 
 @pytest.mark.parametrize(
