@@ -158,7 +158,7 @@ def test_diverging_variant_falls_back_to_the_unscaled_system():
     [
         ({"maps_min": 0}, "datasets.e.params.maps_min: expected an integer in [1, 64], got 0"),
         ({"maps_min": 5, "maps_max": 3}, "datasets.e.params.maps_max: expected an integer in [5, 64], got 3"),
-        ({"num_points": 0}, "datasets.e.params.num_points: expected an integer in [1, 10000000], got 0"),
+        ({"num_points": 0}, "datasets.e.params.num_points: expected an integer in [1, 1000000], got 0"),
         ({"weight_factors": [0.5, -1.0]}, "datasets.e.params.weight_factors[1]: expected a number in [0.0, 100.0]"),
         ({"fov_deg": 180.0}, "datasets.e.params.fov_deg: expected a number in [0.001, 179.0], got 180.0"),
         ({"z_near": 5.0, "z_far": 2.0}, "datasets.e.params.z_far: expected a number in [5.0, 1000000000.0], got 2.0"),

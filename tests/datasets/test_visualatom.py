@@ -212,6 +212,10 @@ def test_published_size_renders_black_background_with_gray_orbits():
         ({"oval_rate": 0.5}, "datasets.va.params.oval_rate: expected a number in [1.0, 1000.0], got 0.5"),
         ({"freq_min": 3, "freq_max": 3}, "datasets.va.params.freq_max: expected freq_max > freq_min"),
         ({"radius_min": "10"}, "datasets.va.params.radius_min: expected an integer"),
+        (
+            {"orbits_max": 10_000, "vertices_max": 2000},
+            "datasets.va.params.orbits_max: expected orbits_max * vertices_max",
+        ),
         ({"vertex_num_min": 3}, "datasets.va.params.vertex_num_min: unknown parameter of family 'visualatom'"),
     ],
 )

@@ -81,7 +81,7 @@ class ExFractalDBParams:
     def __post_init__(self) -> None:
         _check("maps_min", self.maps_min, 1, 64, True)
         _check("maps_max", self.maps_max, self.maps_min, 64, True)
-        _check("num_points", self.num_points, 1, 10_000_000, True)
+        _check("num_points", self.num_points, 1, 1_000_000, True)  # ~100 bytes of work arrays per point
         _check("variance_threshold", self.variance_threshold, 0.0, 1.0, False)
         self.weight_factors = tuple(self.weight_factors)
         for i, factor in enumerate(self.weight_factors):

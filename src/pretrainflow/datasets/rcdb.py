@@ -28,6 +28,7 @@ from pretrainflow.datasets.registry import Family, instance_rng
 from pretrainflow.errors import expect
 
 BACKGROUND = 255  # white, as published
+MAX_VERTICES = 10_000_000  # orbits x vertices of one image (memory guard)
 SEARCH_STREAM = 1  # sub-stream of a category's parameter draws
 
 
@@ -66,6 +67,10 @@ class RCDBParams:
                f"got {self.vertices_mean!r} (probability {chance:.2g})")  # fmt: skip
         _check("orbits_min", self.orbits_min, 1, 10_000, True)
         _check("orbits_range", self.orbits_range, 0, 10_000, True)
+        # One image holds K x V vertices in a few float32 arrays (~40 bytes each): cap at 10 M (published: 40,000).
+        most = (self.orbits_min + self.orbits_range) * self.vertices_max
+        expect(most <= MAX_VERTICES, "orbits_range",
+               f"expected (orbits_min + orbits_range) * vertices_max <= {MAX_VERTICES:,}, got {most:,}")  # fmt: skip
         _check("perlin_min", self.perlin_min, 0.0, 1000.0, False)
         _check("perlin_range", self.perlin_range, 0.0, 1000.0, False)
         _check("line_width_max", self.line_width_max, 0.0, 1000.0, False)

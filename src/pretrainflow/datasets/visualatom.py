@@ -34,6 +34,7 @@ from pretrainflow.datasets.registry import Family, instance_rng
 from pretrainflow.errors import expect
 
 BACKGROUND = 0  # black, as published
+MAX_VERTICES = 10_000_000  # orbits x vertices of one image (memory guard)
 # Sub-stream of a category's parameter draws (images use the plain (seed, class, instance) stream).
 SEARCH_STREAM = 1
 
@@ -70,6 +71,9 @@ class VisualAtomParams:
         _check("vertices_max", self.vertices_max, self.vertices_min, 100_000, True)
         _check("orbits_min", self.orbits_min, 1, 10_000, True)
         _check("orbits_max", self.orbits_max, self.orbits_min, 10_000, True)
+        # One image holds K x q vertices in a few float32 arrays (~40 bytes each): cap at 10 M (published: 200,000).
+        expect(self.orbits_max * self.vertices_max <= MAX_VERTICES, "orbits_max",
+               f"expected orbits_max * vertices_max <= {MAX_VERTICES:,}, got {self.orbits_max} * {self.vertices_max}")  # fmt: skip
         _check("perlin_min", self.perlin_min, 0.0, 1000.0, False)
         _check("perlin_range", self.perlin_range, 0.0, 1000.0, False)
         _check("line_width_max", self.line_width_max, 0.0, 1000.0, False)
