@@ -95,6 +95,10 @@ def test_degenerate_rule_flags_an_almost_white_image():
         ({"orbits_min": 0}, "datasets.r.params.orbits_min: expected an integer in [1, 10000], got 0"),
         ({"line_width_max": -0.1}, "datasets.r.params.line_width_max: expected a number in [0.0, 1000.0], got -0.1"),
         ({"start_pos": 1.5}, "datasets.r.params.start_pos: expected an integer in [0, 65536], got 1.5"),
+        (
+            {"orbits_range": 9999, "vertices_max": 2000},
+            "datasets.r.params.orbits_range: expected (orbits_min + orbits_r",
+        ),
         ({"canvas_size": 4}, "datasets.r.params.canvas_size: expected an integer in [8, 65536], got 4"),
     ],
 )
