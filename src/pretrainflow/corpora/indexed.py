@@ -90,6 +90,7 @@ def merge_shards(
     from megatron.core.datasets.indexed_dataset import IndexedDataset, IndexedDatasetBuilder
 
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / spec.prefix_name
     tokenizer = load_tokenizer(tokenizer_path)
     dtype = token_dtype(tokenizer.get_vocab_size())

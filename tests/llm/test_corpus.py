@@ -1,0 +1,124 @@
+"""Corpus preparation: document sources, spec checks, BPE tokenizer, megatron-core indexed shards and their merge."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from llm_helpers import cli
+
+from pretrainflow.corpora.sources import iter_documents, iter_shard
+from pretrainflow.corpora.spec import SourceSpec, check_corpus, corpus_from_dict
+from pretrainflow.errors import ConfigError, PretrainflowError
+
+
+def jsonl_spec(path, **kw):
+    return {"name": "web", "source": {"kind": "jsonl", "paths": [str(path)]}, "tokenizer": {"vocab_size": 300}, **kw}
+
+
+@pytest.fixture
+def jsonl(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    docs = [f"Document {i}: the quick brown fox jumps over the lazy dog {i} times." for i in range(10)]
+    path.write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs)))
+    return path, docs
+
+
+def test_jsonl_and_text_sources(jsonl, tmp_path):
+    path, docs = jsonl
+    assert list(iter_documents(SourceSpec(kind="jsonl", paths=(str(path),)))) == docs
+    text = tmp_path / "a.txt"
+    text.write_text("first block\nstill first\n\n\nsecond block\n")
+    assert list(iter_documents(SourceSpec(kind="text", paths=(str(text),)))) == [
+        "first block\nstill first",
+        "second block",
+    ]
+
+
+def test_shards_partition_the_stream(jsonl):
+    path, docs = jsonl
+    source = SourceSpec(kind="jsonl", paths=(str(path),))
+    shards = [list(iter_shard(source, k, 3)) for k in range(3)]
+    assert sorted(sum(shards, [])) == sorted(docs) and shards[1][0] == docs[1]
+
+
+def test_bad_jsonl_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "ok"}\n{"body": "no text field"}\n')
+    with pytest.raises(PretrainflowError, match=r"bad.jsonl:2: expected a JSON object with a string field 'text'"):
+        list(iter_documents(SourceSpec(kind="jsonl", paths=(str(path),))))
+
+
+def test_missing_input_file_is_named(tmp_path):
+    with pytest.raises(PretrainflowError, match="nope.jsonl: corpus input file not found"):
+        list(iter_documents(SourceSpec(kind="jsonl", paths=(str(tmp_path / "nope.jsonl"),))))
+
+
+def test_stdlib_docstrings_are_deterministic_english_text():
+    source = SourceSpec(kind="python-stdlib-docstrings", max_documents=50)
+    first, second = list(iter_documents(source)), list(iter_documents(source))
+    assert first == second and len(first) == 50
+    assert all(len(doc) >= 200 and doc.isascii() for doc in first)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"source": {"kind": "csv"}}, r"corpora.web.source.kind: expected one of"),
+        ({"source": {"kind": "jsonl"}}, r"corpora.web.source.paths: expected at least one file path"),
+        ({"tokenizer": {"vocab_size": 100}}, r"corpora.web.tokenizer.vocab_size: expected an integer in \[300"),
+        ({"tokenizer": {"vocab_size": 300, "path": "t.json"}}, r"corpora.web.tokenizer: expected exactly one of"),
+        ({"split": "99,0,1"}, r"corpora.web.split: expected a non-zero valid weight"),
+        ({"num_shards": 0}, r"corpora.web.num_shards: expected an integer in \[1, 4096\]"),
+        ({"shards": 2}, r"corpora.web: unknown keys \['shards'\]"),
+    ],
+)
+def test_corpus_spec_errors_name_the_key(jsonl, change, message):
+    spec = {**jsonl_spec(jsonl[0]), **change}
+    with pytest.raises(ConfigError, match=message):
+        check_corpus(spec, "corpora.web")
+
+
+def test_check_corpus_fills_defaults(jsonl):
+    resolved = check_corpus(jsonl_spec(jsonl[0]), "corpora.web")
+    assert resolved["split"] == "98,1,1" and resolved["num_shards"] == 1 and resolved["tokenizer"]["min_frequency"] == 2
+    assert resolved["source"]["text_key"] == "text"
+
+
+def test_tokenizer_shards_and_merge(jsonl, tmp_path):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    from pretrainflow.corpora.indexed import build_shard, merge_shards, write_indexed
+    from pretrainflow.corpora.tokenizer import load_tokenizer, train_bpe
+
+    path, docs = jsonl
+    spec = corpus_from_dict(jsonl_spec(path, num_shards=2))
+    tok_path = tmp_path / "tokenizer.json"
+    train_bpe(iter_documents(spec.source), 300, tok_path, min_frequency=1)
+    tokenizer = load_tokenizer(tok_path)
+    assert tokenizer.get_vocab_size() == 300
+    assert tokenizer.decode(tokenizer.encode(docs[3]).ids) == docs[3]  # byte-level: lossless round trip
+    prefixes = [tmp_path / "shards" / f"shard-{k:05d}" for k in range(2)]
+    counts = [build_shard(spec, k, tok_path, prefixes[k]) for k in range(2)]
+    assert [c["documents"] for c in counts] == [5, 5]
+    manifest = merge_shards(spec, prefixes, tok_path, tmp_path / "out")
+    assert manifest["documents"] == 10 and manifest["tokens"] == sum(c["tokens"] for c in counts)
+    merged = IndexedDataset(str(tmp_path / "out" / "web_text_document"))
+    assert merged.index.dtype == np.uint16  # 300 ids fit in 2 bytes
+    # merged order = shard 0 (docs 0, 2, 4, ...) then shard 1; each document ends with the EOD token (id 0)
+    eod = tokenizer.token_to_id("<|endoftext|>")
+    assert merged[0][-1] == eod and tokenizer.decode(merged[0][:-1].tolist()) == docs[0]
+    assert tokenizer.decode(merged[5][:-1].tolist()) == docs[1]
+    # sharded build == the same documents built in one go, in the same order
+    order = [docs[i] for i in (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)]
+    write_indexed(order, tok_path, tmp_path / "single")
+    assert (tmp_path / "single.bin").read_bytes() == (tmp_path / "out" / "web_text_document.bin").read_bytes()
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["name"] == "web"
+
+
+def test_cli_reports_bad_spec_in_one_line(tmp_path):
+    proc = cli("corpora", "train-tokenizer", "--spec", json.dumps({"name": "x", "source": {"kind": "csv"},
+               "tokenizer": {"vocab_size": 300}}), "--out", str(tmp_path / "t.json"), check=False)  # fmt: skip
+    assert proc.returncode == 2
+    assert "corpora.source.kind: expected one of" in proc.stdout and "Traceback" not in proc.stdout
