@@ -43,6 +43,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("job_ids", nargs="*")
     cancel.set_defaults(func=_cancel)
 
+    submit_run = subparsers.add_parser("submit", help="run study runs through submitit (no DAG), requeued on timeout")
+    submit_run.add_argument("--site", required=True, choices=(*SITES, "local"))
+    submit_run.add_argument("--study", required=True, help="study file, e.g. config/test.yaml")
+    submit_run.add_argument("--run", action="append", default=[], help="run id (repeatable)")
+    submit_run.add_argument("--ablation", default=None, help="submit every run of this ablation grid")
+    submit_run.add_argument("--folder", type=Path, default=Path("results/submitit"), help="submitit's job folder")
+    submit_run.add_argument("--max-num-timeout", type=int, default=3, help="how many times a timed-out job is requeued")
+    submit_run.add_argument("--group", help="ABCI/TSUBAME group (default: $PRETRAINFLOW_GROUP)")
+    submit_run.add_argument("--queue", help="Slurm partition / PBS reservation / Grid Engine queue")
+    submit_run.add_argument("--account", help="Slurm account")
+    submit_run.add_argument("--no-group-flag", action="store_true", help="stock Grid Engine: do not pass -g <group>")
+    submit_run.add_argument("--wait", action="store_true", help="wait for the jobs and print their summaries")
+    submit_run.set_defaults(func=_submit_runs)
+
     profiles = subparsers.add_parser("profiles", help="make the site profiles findable by `snakemake --profile <site>`")
     profiles_sub = profiles.add_subparsers(dest="profiles_command", required=True, metavar="<install>")
     install = profiles_sub.add_parser("install", help="link profiles/<site> into ~/.config/snakemake/<site>")
@@ -81,6 +95,28 @@ def _cancel(args: argparse.Namespace) -> int:
     from pretrainflow.schedulers import commands
 
     commands.cancel(args.site, args.job_ids)
+    return 0
+
+
+def _submit_runs(args: argparse.Namespace) -> int:
+    import json
+
+    from pretrainflow.schedulers.submit import make_executor, run_tasks
+
+    tasks, specs = run_tasks(args.study, args.run, args.ablation)
+    site_values = {"site_group": args.group, "site_queue": args.queue, "site_account": args.account}
+    if args.no_group_flag:
+        site_values["site_group_flag"] = "none"
+    jobs = []
+    for task, spec in zip(tasks, specs, strict=True):
+        executor = make_executor(args.site, args.folder, spec, site_values, args.max_num_timeout)
+        executor.update_parameters(name=task.run_id)
+        job = executor.submit(task)
+        print(f"{task.run_id}: submitted job {job.job_id} ({args.site}); logs in {args.folder}")
+        jobs.append((task, job))
+    if args.wait:
+        for task, job in jobs:
+            print(f"{task.run_id}: {json.dumps(job.result(), sort_keys=True)}")
     return 0
 
 

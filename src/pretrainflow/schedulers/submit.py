@@ -1,0 +1,128 @@
+"""``pretrainflow submit``: run study runs directly through submitit (no DAG), one job per run, requeued on timeout.
+
+    pretrainflow submit --site abci --study config/studies/fdb1k-vit-tiny.yaml --run vit-tiny-fdb1k
+    pretrainflow submit --site tsubame --study config/test.yaml --ablation lr        # the whole grid, one job each
+    pretrainflow submit --site slurm --study config/test.yaml --run gpt-test --wait
+
+Each job runs the same command as the Snakemake rule (``pretrainflow pretrain-vit|pretrain-llm --spec ... --out
+results/pretrain/<run> --checkpoints results/checkpoints/<run>``), so outputs land where the DAG expects them. The
+dataset / corpus must exist already (build it with Snakemake first; checked before anything is submitted). Before the
+walltime the job gets a signal; the training checkpoints and exits 75, RunTask.checkpoint() waits for that, and
+submitit requeues the job (Slurm: scontrol requeue; Grid Engine: exit 99; PBS: qrerun), which resumes from the
+checkpoint. ``max_num_timeout`` bounds the number of requeues.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pretrainflow.errors import ConfigError
+from pretrainflow.io import canonical_json
+
+
+@dataclass(kw_only=True)
+class RunTask:
+    """A picklable call that runs one pretraining run as a subprocess (so its signals and exit code stay its own)."""
+
+    run_id: str
+    argv: list[str]  # pretrainflow arguments, e.g. ["pretrain-vit", "--spec", "{...}", "--out", ...]
+    summary: str  # path of summary.json written by the run
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["proc"] = None  # a process handle does not travel to the requeued job
+        return state
+
+    def __call__(self) -> dict:
+        import json
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "pretrainflow.cli", *self.argv])
+        code = self.proc.wait()
+        if code != 0:
+            raise RuntimeError(f"run {self.run_id}: `pretrainflow {self.argv[0]}` exited with {code}")
+        return json.loads(Path(self.summary).read_text())
+
+    def checkpoint(self):
+        """Called by submitit on the pre-walltime signal: let the training finish its checkpoint, then requeue."""
+        import submitit
+
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=600)  # the training got the same signal: it saves and exits 75
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return submitit.helpers.DelayedSubmission(RunTask(run_id=self.run_id, argv=self.argv, summary=self.summary))
+
+
+def run_tasks(study_path: str, run_ids: list[str], ablation: str | None) -> tuple[list[RunTask], list[dict]]:
+    """The RunTasks (and run specs) selected by ``--run`` / ``--ablation``; every check happens here, before submitting."""
+    from pretrainflow.config import load_study
+
+    study = load_study(study_path)
+    selected = list(run_ids)
+    if ablation:
+        selected += [rid for rid, run in study.runs.items() if (run.get("ablation") or {}).get("name") == ablation]
+        if not selected:
+            raise ConfigError(f"--ablation: no runs of ablation {ablation!r} in {study_path}")
+    if not selected:
+        raise ConfigError("submit: give --run <run id> (repeatable) or --ablation <name>")
+    tasks, specs = [], []
+    for run_id in selected:
+        if run_id not in study.runs:
+            raise ConfigError(f"--run: {run_id!r} is not a run of {study_path} (runs: {', '.join(study.runs)})")
+        spec = study.runs[run_id]
+        out, checkpoints = f"results/pretrain/{run_id}", f"results/checkpoints/{run_id}"
+        if spec["kind"] == "vit":
+            data = Path("results/datasets") / spec["dataset"]
+            argv = ["pretrain-vit", "--spec", canonical_json(spec), "--dataset", str(data)]
+        else:
+            data = Path("results/corpora") / spec["corpus"]
+            argv = ["pretrain-llm", "--spec", canonical_json(spec), "--corpora-dir", "results/corpora"]
+        if not (data / "manifest.json").is_file():
+            raise ConfigError(
+                f"run {run_id}: {data}/manifest.json missing: build it first with `snakemake {data}/manifest.json`"
+            )
+        tasks.append(
+            RunTask(
+                run_id=run_id, argv=[*argv, "--out", out, "--checkpoints", checkpoints], summary=f"{out}/summary.json"
+            )
+        )
+        specs.append(spec)
+    return tasks, specs
+
+
+def make_executor(site: str, folder: Path, spec: dict, settings_resources: dict, max_num_timeout: int):
+    """A submitit executor for ``site`` with the run's devices as parameters."""
+    import submitit
+
+    from pretrainflow.schedulers.settings import settings_from
+    from pretrainflow.schedulers.submitit_plugins import PBSExecutor, SGEExecutor
+
+    devices = spec.get("devices", {})
+    gpus = int(devices.get("gpus_per_node", 0))
+    params = {
+        "nodes": int(devices.get("nodes", 1)),
+        "gpus_per_node": gpus,
+        "cpus_per_task": int(devices.get("cpus_per_rank", 1)) * max(1, gpus or int(devices.get("cpu_ranks", 1))),
+        "mem_gb": int(devices.get("mem_mb", 4000)) / 1024,
+        "timeout_min": int(devices.get("runtime_minutes", 60)),
+    }
+    if site in ("abci", "tsubame"):
+        executor_class = PBSExecutor if site == "abci" else SGEExecutor
+        executor = executor_class(folder, settings=settings_from(settings_resources), max_num_timeout=max_num_timeout)
+        executor.update_parameters(**params)
+        return executor
+    if site == "slurm":
+        executor = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=max_num_timeout)
+    else:
+        executor = submitit.AutoExecutor(folder, cluster="local")
+    executor.update_parameters(**params)
+    if site == "slurm":
+        settings = settings_from(settings_resources)
+        extra = {"slurm_partition": settings.queue, "slurm_account": settings.account}
+        executor.update_parameters(**{k: v for k, v in extra.items() if v})
+    return executor
