@@ -33,8 +33,10 @@ def setup_world(run: LLMRun, device: str) -> None:
 
     world = world_from_env()
     if device == "cpu":
-        # One rank per core share: N ranks x default threads (= all cores each) oversubscribe the CPU badly.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.local_world_size))
+        # Each rank gets its share of the job's cores: OMP_NUM_THREADS (Snakemake sets it to the rule's threads) or
+        # all cores, divided by the ranks on this node (N ranks x all cores each oversubscribes badly).
+        budget = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+        torch.set_num_threads(max(1, budget // world.local_world_size))
     os.environ.setdefault("MASTER_ADDR", world.master_addr)
     os.environ.setdefault("MASTER_PORT", str(world.master_port))
     if device == "cuda":

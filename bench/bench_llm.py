@@ -1,0 +1,125 @@
+"""Benchmark: GPT training throughput (tokens/s) through megatron-core, and MFU where a peak is known (GPUs).
+
+    .venv/bin/python bench/bench_llm.py                          # CPU: gpt_micro and gpt_mini at TP=1 and TP=2
+    .venv/bin/python bench/bench_llm.py --model llama_1b --seq-length 4096 --micro 2 --tp 1   # on a GPU node
+
+Each configuration runs in fresh processes (one per rank, gloo on CPU / NCCL on GPU): random token batches (data
+loading excluded), ``--warmup`` untimed optimizer steps, then ``--steps`` timed ones. Printed: ms/step, tokens/s for
+the whole world, and MFU = training FLOPs/token x tokens/s / (devices x bf16 peak) on GPUs (null on CPU, where no
+meaningful peak exists). Figures depend on the machine's load; on a shared 2-core box repeat a few times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def worker(argv: list[str]) -> int:
+    """One rank: build the model + engine exactly as pretrain-llm does, time train_step on random tokens."""
+    import torch
+    import torch.distributed as dist
+
+    from pretrainflow.train.llm import build_model, seed_everything, setup_world, teardown_world
+    from pretrainflow.train.llm_engine import make_engine
+    from pretrainflow.train.llm_spec import llm_run_from_dict
+
+    args = json.loads(argv[0])
+    run = llm_run_from_dict(args["spec"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    setup_world(run, device)
+    try:
+        seed_everything(0, device)
+        engine = make_engine(build_model(run, args["vocab"], device), run, device)
+        accum = run.accumulation(dist.get_world_size())
+        gen = torch.Generator().manual_seed(dist.get_rank() // run.tensor)
+        tokens = torch.randint(0, args["vocab"], (run.micro_batch, run.seq_length + 1), generator=gen)
+        batch = {
+            "tokens": tokens[:, :-1],
+            "labels": tokens[:, 1:],
+            "loss_mask": torch.ones(run.micro_batch, run.seq_length),
+            "position_ids": torch.arange(run.seq_length).expand(run.micro_batch, -1),
+        }
+        for _ in range(args["warmup"]):
+            engine.train_step([batch] * accum)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        dist.barrier()
+        start = time.perf_counter()
+        for _ in range(args["steps"]):
+            engine.train_step([batch] * accum)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / args["steps"]
+        if dist.get_rank() == 0:
+            Path(args["result"]).write_text(json.dumps({"seconds_per_step": seconds, "world": dist.get_world_size(),
+                                                        "device": device}))  # fmt: skip
+    finally:
+        teardown_world()
+    return 0
+
+
+def bench_one(model: str, tp: int, ranks: int, seq: int, micro: int, vocab: int, steps: int, warmup: int) -> dict:
+    from pretrainflow.launch import run_distributed
+    from pretrainflow.train.llm_publish import mfu
+    from pretrainflow.train.llm_spec import llm_run_from_dict
+
+    cuda = _cuda()
+    spec = {
+        "run_id": "bench", "kind": "llm", "model": {"name": model}, "corpus": "none", "seq_length": seq,
+        "parallel": {"tensor": tp, "pipeline": 1}, "batch": {"micro": micro, "global": micro * ranks // tp},
+        "schedule": {"train_steps": 10**6, "warmup_steps": 0}, "optimizer": {"lr": 1e-4, "min_lr": 1e-5},
+        "devices": {"gpus_per_node": ranks, "cpu_ranks": 1} if cuda else {"cpu_ranks": ranks},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        payload = json.dumps({"spec": spec, "vocab": vocab, "steps": steps, "warmup": warmup, "result": str(result)})
+        code = run_distributed("bench.bench_llm:worker", [payload], ranks)
+        if code != 0:
+            raise SystemExit(f"benchmark worker failed with exit code {code}")
+        measured = json.loads(result.read_text())
+    run = llm_run_from_dict(spec)
+    tokens_per_s = run.tokens_per_step / measured["seconds_per_step"]
+    return {
+        "model": model, "tp": tp, "ranks": ranks, "seq_length": seq, "global_batch": run.global_batch,
+        "ms_per_step": round(measured["seconds_per_step"] * 1000, 1), "tokens_per_s": round(tokens_per_s),
+        "mfu": mfu(run, vocab, tokens_per_s, ranks, measured["device"]), "device": measured["device"],
+    }  # fmt: skip
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", help="registered shape(s); default gpt_micro and gpt_mini")
+    parser.add_argument("--tp", type=int, action="append", help="tensor-parallel degree(s); default 1 and 2")
+    parser.add_argument("--seq-length", type=int, default=128)
+    parser.add_argument("--micro", type=int, default=8)
+    parser.add_argument("--vocab", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    sys.path.insert(0, str(REPO))
+    print(f"{'model':<10} {'tp':>2} {'ranks':>5} {'seq':>5} {'batch':>5} {'ms/step':>9} {'tokens/s':>9}  mfu     device")
+    for model in args.model or ["gpt_micro", "gpt_mini"]:
+        for tp in args.tp or [1, 2]:
+            r = bench_one(model, tp, tp, args.seq_length, args.micro, args.vocab, args.steps, args.warmup)
+            mfu_text = "null" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+            print(f"{r['model']:<10} {r['tp']:>2} {r['ranks']:>5} {r['seq_length']:>5} {r['global_batch']:>5} "
+                  f"{r['ms_per_step']:>9} {r['tokens_per_s']:>9}  {mfu_text:<7} {r['device']}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
