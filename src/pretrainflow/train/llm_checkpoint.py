@@ -46,7 +46,7 @@ def init_adam_state(optimizer: torch.optim.Optimizer) -> None:
                 state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
 
-def sharded_checkpoint(model, optimizer: torch.optim.Optimizer, common: dict[str, Any]) -> dict[str, Any]:
+def sharded_checkpoint(model, optimizer, common: dict[str, Any], *, is_loading: bool = False) -> dict[str, Any]:
     """Model and optimizer as one sharded state dict; Adam moments shard exactly like their parameters."""
     from megatron.core.dist_checkpointing.optimizer import (
         get_param_id_to_sharded_param_map,
@@ -55,8 +55,8 @@ def sharded_checkpoint(model, optimizer: torch.optim.Optimizer, common: dict[str
 
     model_sd = model.sharded_state_dict()
     if hasattr(optimizer, "sharded_state_dict"):  # megatron-core optimizer (GPU engine): it shards itself
-        return {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model_sd), "adam_step": None,
-                "common": common}  # fmt: skip
+        optim_sd = optimizer.sharded_state_dict(model_sd, is_loading=is_loading)
+        return {"model": model_sd, "optimizer": optim_sd, "adam_step": None, "common": common}
     init_adam_state(optimizer)
     optim_sd = optimizer.state_dict()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -133,7 +133,7 @@ def load(path: Path, model, optimizer) -> dict[str, Any]:
     """Load model + optimizer in place from ``path`` (any TP layout); returns the common state."""
     from megatron.core import dist_checkpointing
 
-    template = sharded_checkpoint(model, optimizer, common={})
+    template = sharded_checkpoint(model, optimizer, common={}, is_loading=True)
     with _cpu_safe_dist_checkpointing():
         state = dist_checkpointing.load(template, str(path))
     model.load_state_dict(state["model"], strict=False)
