@@ -70,7 +70,7 @@ def build_dataset(spec, out_dir: str | os.PathLike, progress: bool = False) -> d
 
 
 # Job sizes for the workflow rules (Snakemake resources; profiles map them onto each scheduler). Conservative figures:
-# the search holds one batch of search_batch x search_points x 16 bytes (410 MB for FractalDB); a render job holds one
+# the search holds one batch of search_batch x search_points x 16 bytes (820 MB for FractalDB); a render job holds one
 # category's point sets (FractalDB: 26 x 200,000 points x 16 bytes = 83 MB) and the shard's images until written.
 SEARCH_SECONDS_PER_CLASS = 2.0  # FractalDB: 0.4 CPU s per category measured; x5 for slow or shared nodes
 RENDER_IMAGES_PER_SECOND = 20.0  # per core, at 362 px; measured >= 100 for FractalDB, x5 margin for other families

@@ -55,7 +55,7 @@ class FractalDBParams:
     search_size: int = 512  # ifs_search.py: 512 x 512 canvas for the filling rate
     search_pad: int = 6  # ifs_search.py: pad 6
     fill_rate: float = 0.2  # exe.sh --rate 0.2: accept when >= 20 % of the canvas is hit
-    search_batch: int = 256  # trials per vectorised batch (speed/memory only: batch * search_points * 16 bytes)
+    search_batch: int = 512  # trials per vectorised batch (speed/memory only: batch * search_points * 16 bytes = 820 MB)
     num_points: int = 200_000  # make_*.sh --iteration 200000
     pad: int = 6  # renderer pad 6 (at 362 px)
     draw: str = "patch"  # "patch": 3x3 patch with a random 9-bit mask per point (patch_gray); "point": one pixel
