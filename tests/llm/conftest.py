@@ -46,3 +46,17 @@ def tp2_run(corpora_dir, tmp_path_factory):
     spec = run_spec("tp2", tensor=2, ranks=2)
     _, out, root = pretrain(corpora_dir, work, spec)
     return spec, out, root
+
+
+@pytest.fixture(scope="module")
+def megatron_world():
+    """A one-process gloo world with megatron-core's parallel state (TP=1)."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state
+
+    from pretrainflow.train.llm_publish import single_process_world
+
+    single_process_world()
+    yield
+    parallel_state.destroy_model_parallel()
+    dist.destroy_process_group()

@@ -12,20 +12,6 @@ from pretrainflow.errors import ConfigError
 from pretrainflow.models.gpt import GPT_SHAPES, create_gpt_shape, padded_vocab_size
 
 
-@pytest.fixture(scope="module")
-def megatron_world():
-    """A one-process gloo world with megatron-core's parallel state (TP=1)."""
-    import torch.distributed as dist
-    from megatron.core import parallel_state
-
-    from pretrainflow.train.llm_publish import single_process_world
-
-    single_process_world()
-    yield
-    parallel_state.destroy_model_parallel()
-    dist.destroy_process_group()
-
-
 @pytest.mark.parametrize("name", sorted(GPT_SHAPES))
 def test_every_registered_shape_is_consistent(name):
     shape = create_gpt_shape(name)

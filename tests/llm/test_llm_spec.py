@@ -62,3 +62,12 @@ def test_paper_scale_study_validates():
     run = llm_run_from_dict(study.runs[run_id])
     assert run.shape.name == "llama_1b" and run.gpus_per_node == 8
     assert run.world_size(cuda=True) % (run.tensor * run.pipeline) == 0
+
+
+def test_blend_defaults_and_checks():
+    assert check_llm_run(run_spec(), "pretrain.t")["blend"] == {"docs": 1.0}
+    assert llm_run_from_dict(run_spec(blend={"docs": 3, "web": 1})).blend == {"docs": 3, "web": 1}
+    with pytest.raises(ConfigError, match=r"pretrain.t.blend: expected the run's corpus 'docs' among \['web'\]"):
+        check_llm_run(run_spec(blend={"web": 1.0}), "pretrain.t")
+    with pytest.raises(ConfigError, match=r"pretrain.t.blend.web: expected a weight > 0, got 0"):
+        check_llm_run(run_spec(blend={"docs": 1.0, "web": 0}), "pretrain.t")

@@ -7,6 +7,16 @@ def _llm_devices(wildcards):
     return STUDY.runs[wildcards.run]["devices"]
 
 
+def _llm_blend_manifests(wildcards):
+    """Manifests of every corpus the run trains on (its blend); an unknown name stops the plan with the key path."""
+    run = STUDY.runs[wildcards.run]
+    names = list(run.get("blend") or {run["corpus"]: 1})
+    unknown = sorted(set(names) - set(STUDY.corpora))
+    if unknown:
+        raise WorkflowError(f"invalid study config: pretrain.{wildcards.run}.blend: unknown corpora {unknown}")
+    return [f"results/corpora/{name}/manifest.json" for name in names]
+
+
 def _llm_corpus_dir(wildcards):
     return f"results/corpora/{STUDY.runs[wildcards.run]['corpus']}"
 
@@ -15,7 +25,7 @@ rule pretrain_llm:
     wildcard_constraints:
         run=_one_of(STUDY.runs_of_kind("llm")),
     input:
-        manifest=run_corpus_manifest,
+        manifests=_llm_blend_manifests,
     output:
         model="results/pretrain/{run}/model.safetensors",
         metrics="results/pretrain/{run}/metrics.parquet",

@@ -87,7 +87,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def train_worker(argv: list[str]) -> int:
     """Train (or resume) one run on this rank; returns 0 when done, EXIT_CHECKPOINTED after a walltime signal."""
     from pretrainflow.corpora.tokenizer import load_tokenizer
-    from pretrainflow.train.llm_data import BatchStream, build_gpt_datasets, corpus_prefix
+    from pretrainflow.train.llm_data import BatchStream, blend_prefixes, build_gpt_datasets
     from pretrainflow.train.llm_engine import make_engine
     from pretrainflow.train.llm_loop import TrainLoop
 
@@ -105,8 +105,10 @@ def train_worker(argv: list[str]) -> int:
         seed_everything(run.seed, device)
         engine = make_engine(build_model(run, vocab_size, device), run, device)
         world = dist.get_world_size()
+        prefixes, weights = blend_prefixes(args.corpora_dir, run.blend)
         train, _, _ = build_gpt_datasets(
-            prefix=corpus_prefix(args.corpora_dir, run.corpus),
+            prefixes=prefixes,
+            weights=weights,
             tokenizer_path=tokenizer_path,
             split=spec["corpus_spec"]["split"],
             seq_length=run.seq_length,

@@ -1,8 +1,8 @@
 """GPT training data through megatron-core: BlendedMegatronDatasetBuilder over the corpus's indexed dataset.
 
 The corpus stage wrote ``{corpora_dir}/{corpus}/{corpus}_text_document.bin/.idx`` and tokenizer.json. Here the split
-string of the corpus ("98,1,1" = train, valid, test weights over documents) and the blend (one corpus, weight 1) go
-into a ``GPTDatasetConfig``; megatron-core builds (and caches under ``path_to_cache``) the shuffled sample index with
+string of the run's corpus ("98,1,1" = train, valid, test weights over documents) and the blend (the run's ``blend``
+{corpus: weight}, default its one corpus) go into a ``GPTDatasetConfig``; megatron-core builds (and caches under ``path_to_cache``) the shuffled sample index with
 its C++ helpers (``megatron.core.datasets.helpers_cpp``; the megatron-core wheel ships it prebuilt for CPython 3.11,
 from source it is compiled by ``compile_helpers()`` which needs make and g++).
 
@@ -29,7 +29,25 @@ def corpus_prefix(corpora_dir: str | Path, corpus: str) -> Path:
     return prefix
 
 
-def build_gpt_datasets(*, prefix: Path, tokenizer_path: Path, split: str, seq_length: int, seed: int,
+def blend_prefixes(corpora_dir: str | Path, blend: dict[str, float]) -> tuple[list[str], list[float] | None]:
+    """Dataset prefixes and weights of a blend ``{corpus: weight}``; all corpora must share one tokenizer.
+
+    A single corpus gets weights None (megatron-core then sizes splits by the data itself, and full-epoch validation
+    is allowed). Weights are relative (megatron-core normalises them).
+    """
+    import json
+
+    prefixes = [str(corpus_prefix(corpora_dir, name)) for name in blend]
+    tokenizers = {}
+    for name in blend:
+        manifest = Path(corpora_dir) / name / "manifest.json"
+        tokenizers[name] = json.loads(manifest.read_text())["sha256"]["tokenizer"] if manifest.is_file() else None
+    if len(set(tokenizers.values())) > 1:
+        raise PretrainflowError(f"blend {sorted(blend)}: corpora were tokenized with different tokenizers {tokenizers}")
+    return prefixes, (None if len(blend) == 1 else [float(w) for w in blend.values()])
+
+
+def build_gpt_datasets(*, prefixes: list[str], weights: list[float] | None, tokenizer_path: Path, split: str, seq_length: int, seed: int,
                        num_samples: tuple[int, int, int], cache_dir: Path, is_first_rank: bool):  # fmt: skip
     """(train, valid, test) megatron-core GPTDatasets with at least ``num_samples`` sequences each (None if 0)."""
     import torch.distributed as dist
@@ -41,7 +59,7 @@ def build_gpt_datasets(*, prefix: Path, tokenizer_path: Path, split: str, seq_le
     config = GPTDatasetConfig(
         random_seed=seed,
         sequence_length=seq_length,
-        blend=([str(prefix)], None),  # one corpus: weights are implied (megatron requires None for full-epoch splits)
+        blend=(prefixes, weights),
         split=split,
         tokenizer=make_megatron_tokenizer(tokenizer_path),
         path_to_cache=str(cache_dir),

@@ -71,7 +71,8 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
     try:
         model, _ = load_published_model(run, model_path)
         _, valid, _ = build_gpt_datasets(
-            prefix=corpus_prefix(corpora_dir, run.corpus),
+            prefixes=[str(corpus_prefix(corpora_dir, run.corpus))],  # held-out text of the run's own corpus
+            weights=None,
             tokenizer_path=corpora_dir / run.corpus / "tokenizer.json",
             split=run.spec["corpus_spec"]["split"],
             seq_length=run.seq_length,

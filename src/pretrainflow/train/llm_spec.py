@@ -58,6 +58,7 @@ class LLMRun:
     seed: int
     shape: GPTShape
     corpus: str
+    blend: dict[str, float]
     tensor: int
     pipeline: int
     sequence_parallel: bool
@@ -120,7 +121,7 @@ def llm_run_from_dict(spec: Mapping[str, Any], where: str = "pretrain") -> LLMRu
 
 def _build(spec: Mapping[str, Any]) -> LLMRun:
     known = {"kind", "run_id", "seed", "model", "corpus", "corpus_spec", "parallel", "seq_length", "batch",
-             "optimizer", "schedule", "devices", "checkpoint", "eval", "log", "precision", "ablation"}  # fmt: skip
+             "optimizer", "schedule", "devices", "checkpoint", "eval", "log", "precision", "ablation", "blend"}  # fmt: skip
     unknown = sorted(set(spec) - known)
     expect(not unknown, "run", f"unknown keys {unknown}; expected some of {sorted(known)}")
     model = dict(spec.get("model") or {})
@@ -137,11 +138,23 @@ def _build(spec: Mapping[str, Any]) -> LLMRun:
             isinstance(value, int | float) and value >= 0, f"optimizer.{key}", f"expected a number >= 0, got {value!r}"
         )
     expect(optimizer["min_lr"] <= optimizer["lr"], "optimizer.min_lr", "expected min_lr <= lr")
+    corpus = str(spec.get("corpus", ""))
+    blend = dict(spec.get("blend") or {corpus: 1.0})
+    for name, weight in blend.items():
+        expect(
+            isinstance(weight, int | float) and weight > 0, f"blend.{name}", f"expected a weight > 0, got {weight!r}"
+        )
+    expect(
+        corpus in blend,
+        "blend",
+        f"expected the run's corpus {corpus!r} among {sorted(blend)} (it gives tokenizer and split)",
+    )
     run = LLMRun(
         run_id=str(spec.get("run_id", "run")),
         seed=_positive_int(spec.get("seed", 0), "seed", 0),
         shape=shape,
-        corpus=str(spec.get("corpus", "")),
+        corpus=corpus,
+        blend=blend,
         tensor=_positive_int(parallel["tensor"], "parallel.tensor"),
         pipeline=_positive_int(parallel["pipeline"], "parallel.pipeline"),
         sequence_parallel=bool(parallel["sequence_parallel"]),
@@ -166,7 +179,7 @@ def _build(spec: Mapping[str, Any]) -> LLMRun:
         "model": {"name": shape.name, **model},
         "parallel": parallel, "optimizer": optimizer, "schedule": schedule, "devices": devices,
         "checkpoint": _merged(spec, "checkpoint"), "eval": _merged(spec, "eval"), "log": _merged(spec, "log"),
-        "precision": run.precision,
+        "precision": run.precision, "blend": blend,
     }  # fmt: skip
     if "ablation" in spec:
         resolved["ablation"] = spec["ablation"]
