@@ -17,7 +17,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from vit_runs import cli_env, pretrain_argv, pretrain_spec, run_cli, weights
+from vit_runs import CLI, cli_env, pretrain_argv, pretrain_spec, run_cli, weights
 
 from pretrainflow.export.timm import timm_state_shapes
 from pretrainflow.train.checkpoint import complete_tags
@@ -136,3 +136,91 @@ def test_walltime_signal_checkpoints_and_exits_75(reference, dataset, tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     ref, got = weights(ref_root / "out" / "model.safetensors"), weights(out / "model.safetensors")
     assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+def _finetune_spec(pretrain: dict | None, model: dict) -> dict:
+    return {
+        "run_id": pretrain["run_id"] if pretrain else "scratch-vit-test",
+        "source": "pretrained" if pretrain else "scratch",
+        "model": model,
+        "task": "digits",
+        "task_spec": {
+            "kind": "digits",
+            "name": "digits",
+            "image_size": 16,
+            "train_limit": 256,
+            "test_fraction": 0.25,
+            "split_seed": 0,
+        },
+        "recipe": {
+            "epochs": 1,
+            "optimizer": {"name": "adamw", "lr": 5e-4},
+            "batch": {"micro": 32},
+            "augment": {"randaugment_ops": 0, "mixup": 0.0, "cutmix": 0.0, "random_erasing": 0.0},
+        },
+        "seed": 0,
+        "pretrain_spec": pretrain,
+    }
+
+
+@pytest.mark.parametrize("source", ["pretrained", "scratch"])
+def test_finetune_evaluate_rows_and_export(reference, tmp_path, source):
+    import pyarrow.parquet as pq
+
+    from pretrainflow.results.rows import ARROW_SCHEMA
+    from pretrainflow.train.vit_spec import VitRunSpec
+
+    spec, ref_root, _ = reference
+    resolved = VitRunSpec.from_dict(spec).to_dict()
+    ft = _finetune_spec(resolved if source == "pretrained" else None, resolved["model"])
+    pretrained = ["--pretrained", str(ref_root / "out" / "model.safetensors")] if source == "pretrained" else []
+    out = tmp_path / "ft"
+
+    proc = run_cli([*CLI, "finetune", "--spec", json.dumps(ft), *pretrained, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_images"] == 256 and summary["steps"] == 8 and summary["world_size"] == 1
+    w = weights(out / "model.safetensors")
+    assert w["head.weight"].shape == (10, 32)
+    if source == "pretrained":  # the body moved on from the pretrained weights; the head is new
+        ref = weights(ref_root / "out" / "model.safetensors")
+        assert ref["head.weight"].shape == (4, 32) and not torch.equal(ref["pos_embed"], w["pos_embed"])
+
+    rows_path = tmp_path / "rows.parquet"
+    proc = run_cli([*CLI, "evaluate", "--spec", json.dumps(ft), "--finetuned", str(out), "--out", str(rows_path)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(rows_path)
+    assert table.schema.equals(ARROW_SCHEMA, check_metadata=False)
+    rows = {r["metric"]: r for r in table.to_pylist()}
+    assert set(rows) == {"top1", "top5"} and 0 <= rows["top1"]["value"] <= rows["top5"]["value"] <= 100
+    top1 = rows["top1"]
+    assert top1["pretrain_source"] == ("fdb-test" if source == "pretrained" else "scratch")
+    assert top1["task"] == "digits" and top1["split"] == "test" and top1["stage"] == "evaluate"
+    assert top1["throughput"] == pytest.approx(summary["throughput"]) and top1["throughput_unit"] == "images/s"
+    assert json.loads(top1["config_json"])["task"] == "digits"
+
+    other = {**ft, "seed": 1}  # the rows must come from the spec that made the model
+    proc = run_cli([*CLI, "evaluate", "--spec", json.dumps(other), "--finetuned", str(out), "--out", str(rows_path)])
+    assert proc.returncode == 2 and "made by another spec" in proc.stderr
+
+
+def test_pretrain_rows_and_timm_export(reference, tmp_path):
+    import pyarrow.parquet as pq
+
+    _, ref_root, _ = reference
+    rows_path = tmp_path / "pretrain.parquet"
+    proc = run_cli([*CLI, "pretrain-rows", "--pretrained", str(ref_root / "out"), "--out", str(rows_path)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = pq.read_table(rows_path).to_pylist()
+    summary = json.loads((ref_root / "out" / "summary.json").read_text())
+    assert (row["stage"], row["task"], row["metric"]) == ("pretrain", "pretrain", "loss")
+    assert row["value"] == pytest.approx(summary["final_loss"]) and row["world_size"] == 2 and row["step"] == 12
+    assert row["dataset_checksum"] and len(row["dataset_checksum"]) == 64
+
+    exported = tmp_path / "timm.safetensors"
+    proc = run_cli(
+        [*CLI, "export-timm", "--model", str(ref_root / "out" / "model.safetensors"), "--out", str(exported)]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours, theirs = weights(ref_root / "out" / "model.safetensors"), weights(exported)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
