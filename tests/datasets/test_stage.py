@@ -131,3 +131,12 @@ def test_shard_dataset_in_forked_workers(tiny_dataset):
     parallel = torch.cat([x for x, _ in loader])
     assert torch.equal(serial, parallel) and serial.shape == (18, 1, 32, 32)
     assert np.count_nonzero(serial.numpy()) > 0
+
+
+def test_npy_shards_hold_the_same_pixels(tiny_dataset, tmp_path):
+    root, spec = tiny_dataset
+    raw = tmp_path / "npy"
+    build_dataset({**spec, "image_format": "npy"}, raw)
+    assert next(iter(members(raw / "shards" / "shard-00000.tar"))) == "00000_000000.npy"
+    png, npy = open_dataset(root), open_dataset(raw)
+    assert all(torch.equal(png[i][0], npy[i][0]) for i in range(len(png)))
