@@ -194,8 +194,9 @@ def transformer_config(shape: GPTShape, *, device: str, params_dtype=None, seque
         bias_activation_fusion=on_cuda and shape.swiglu,
         bias_dropout_fusion=on_cuda,
         apply_rope_fusion=False,
-        masked_softmax_fusion=on_cuda,
-        persist_layer_norm=on_cuda,
+        # Apex-only kernels (fused masked softmax, persistent layer norm) stay off: TE attention/norms are fused already.
+        masked_softmax_fusion=False,
+        persist_layer_norm=False,
         gradient_accumulation_fusion=False,
     )
 
