@@ -31,9 +31,11 @@ def bench_search(num_classes: int, verify: str | None) -> None:
     found = search_systems(num_classes=num_classes, seed=REFERENCE_SEED, progress=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     per_category = cpu / num_classes
-    print(f"search: {num_classes} categories ({found[-1][2]} trials) in {cpu:.1f} CPU s ({wall:.1f} s wall) = "
-          f"{per_category:.3f} CPU s/category = {1 / per_category:.2f} categories/s per core; "
-          f"{PUBLISHED_SEARCH_S_PER_CATEGORY / per_category:.1f}x the published search")
+    print(
+        f"search: {num_classes} categories ({found[-1][2]} trials) in {cpu:.1f} CPU s ({wall:.1f} s wall) = "
+        f"{per_category:.3f} CPU s/category = {1 / per_category:.2f} categories/s per core; "
+        f"{PUBLISHED_SEARCH_S_PER_CATEGORY / per_category:.1f}x the published search"
+    )
     if verify:
         same = sum(
             np.array_equal(maps, np.loadtxt(f"{verify}/{i:05d}.csv", delimiter=",", ndmin=2))
@@ -47,8 +49,16 @@ def bench_render(classes: int, instances: int, size: int, encode: bool) -> None:
     from pretrainflow.datasets.shards import encode_image
     from pretrainflow.datasets.spec import resolve
 
-    spec = {"name": "bench", "family": "fractaldb", "num_classes": classes, "instances_per_class": instances,
-            "image_size": size, "num_shards": 1, "seed": 0, "params": {}}
+    spec = {
+        "name": "bench",
+        "family": "fractaldb",
+        "num_classes": classes,
+        "instances_per_class": instances,
+        "image_size": size,
+        "num_shards": 1,
+        "seed": 0,
+        "params": {},
+    }
     ds, family, params = resolve(spec)
     categories = family.search(ds, params).to_dict("records")
     fractaldb._category_coverages.cache_clear()  # include the per-category point sets in the measurement
@@ -63,10 +73,12 @@ def bench_render(classes: int, instances: int, size: int, encode: bool) -> None:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     rate = classes * instances / cpu
     what = "render + PNG encode" if encode else "render"
-    print(f"{what}: {classes} x {instances} images of {size} px, {params.num_points} points, {params.draw} in "
-          f"{cpu:.1f} CPU s ({wall:.1f} s wall) = {rate:.1f} images/s per core "
-          f"({rate / PUBLISHED_RENDER_IMAGES_PER_S:.0f}x published); "
-          f"mean lit fraction {lit / (classes * instances * size * size):.3f}")
+    print(
+        f"{what}: {classes} x {instances} images of {size} px, {params.num_points} points, {params.draw} in "
+        f"{cpu:.1f} CPU s ({wall:.1f} s wall) = {rate:.1f} images/s per core "
+        f"({rate / PUBLISHED_RENDER_IMAGES_PER_S:.0f}x published); "
+        f"mean lit fraction {lit / (classes * instances * size * size):.3f}"
+    )
 
 
 def main() -> None:

@@ -16,10 +16,27 @@ def test_rule_commands_make_a_verified_dataset(tmp_path, capsys):
     assert main(["datasets", "search", "--spec", spec, "--out", str(root / "categories.parquet")]) == 0
     for k in (0, 1):
         out = root / "shards" / f"shard-{k:05d}.tar"
-        assert main(["datasets", "render-shard", "--spec", spec, "--categories", str(root / "categories.parquet"),
-                     "--shard", str(k), "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "datasets",
+                    "render-shard",
+                    "--spec",
+                    spec,
+                    "--categories",
+                    str(root / "categories.parquet"),
+                    "--shard",
+                    str(k),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     shards = [str(p) for p in sorted((root / "shards").glob("*.tar"))]
-    assert main(["datasets", "manifest", "--spec", spec, "--shards", *shards, "--out", str(root / "manifest.json")]) == 0
+    assert (
+        main(["datasets", "manifest", "--spec", spec, "--shards", *shards, "--out", str(root / "manifest.json")]) == 0
+    )
     capsys.readouterr()
     assert main(["datasets", "verify", str(root)]) == 0
     assert "OK (6 images, 2 shards" in capsys.readouterr().out
@@ -57,6 +74,23 @@ def test_preview_needs_exactly_one_source(tmp_path, capsys):
 @pytest.mark.slow
 def test_preview_of_the_published_family(tmp_path):
     out = tmp_path / "fdb.png"
-    assert main(["datasets", "preview", "--family", "fractaldb", "--classes", "2", "--instances", "2", "--size", "64",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "datasets",
+                "preview",
+                "--family",
+                "fractaldb",
+                "--classes",
+                "2",
+                "--instances",
+                "2",
+                "--size",
+                "64",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.stat().st_size > 1000

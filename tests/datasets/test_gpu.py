@@ -20,8 +20,9 @@ def devices():
 def test_torch_renderer_equals_numpy(device, draw):
     # weights include a row (a, d x 40) that diverges: the NaN rule and the degenerate substitution are exercised too
     weights = [[1] * 6, [1.8, 1, 1, 1, 1, 1], [40, 1, 1, 40, 1, 1], [1, 1, 1, 0.2, 1, 1]]
-    spec = tiny_spec(num_classes=2, instances_per_class=8, params={"draw": draw, "num_points": 1200, "pad": 4,
-                                                                      "weights": weights})
+    spec = tiny_spec(
+        num_classes=2, instances_per_class=8, params={"draw": draw, "num_points": 1200, "pad": 4, "weights": weights}
+    )
     ds, family, params = resolve(spec)
     categories = family.search(ds, params)
     renderer = FractalDBTorchRenderer(spec, categories, device=device)

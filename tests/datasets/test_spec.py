@@ -24,7 +24,10 @@ from pretrainflow.errors import ConfigError
         ({"image_format": "jpeg"}, "datasets.fdb-test.image_format: expected one of png, npy, got 'jpeg'"),
         ({"colour": 1}, "datasets.fdb-test.colour: unknown key"),
         ({"params": {"num_point": 5}}, "datasets.fdb-test.params.num_point: unknown parameter of family 'fractaldb'"),
-        ({"params": {"search": "fast"}}, "datasets.fdb-test.params.search: expected one of reference, seeded, got 'fast'"),
+        (
+            {"params": {"search": "fast"}},
+            "datasets.fdb-test.params.search: expected one of reference, seeded, got 'fast'",
+        ),
         ({"params": {"draw": "line"}}, "datasets.fdb-test.params.draw: expected one of patch, point, got 'line'"),
         ({"params": {"num_points": 0}}, "datasets.fdb-test.params.num_points: expected an integer in [2, inf], got 0"),
         ({"params": {"fill_rate": 1.5}}, "datasets.fdb-test.params.fill_rate: expected a number in [0, 1], got 1.5"),
@@ -58,8 +61,10 @@ def test_check_spec_returns_every_default():
 
 
 def test_spec_from_json_text():
-    spec = DatasetSpec.from_dict('{"name": "x", "family": "fractaldb", "num_classes": 1, "instances_per_class": 1, '
-                                 '"image_size": 8, "num_shards": 1, "seed": 0}')
+    spec = DatasetSpec.from_dict(
+        '{"name": "x", "family": "fractaldb", "num_classes": 1, "instances_per_class": 1, '
+        '"image_size": 8, "num_shards": 1, "seed": 0}'
+    )
     assert spec.where == "datasets.x" and spec.params == {}
     with pytest.raises(ConfigError, match="not valid JSON"):
         DatasetSpec.from_dict("{oops", "datasets.x")

@@ -113,8 +113,9 @@ def test_render_shard_rejects_an_index_out_of_range(tiny_dataset, tmp_path):
 def test_shard_dataset_equals_on_the_fly_rendering(tiny_dataset):
     root, spec = tiny_dataset
     stored = open_dataset(root)
-    fly = OnTheFlyDataset(json.loads((root / "manifest.json").read_text())["spec"],
-                          pd.read_parquet(root / "categories.parquet"))
+    fly = OnTheFlyDataset(
+        json.loads((root / "manifest.json").read_text())["spec"], pd.read_parquet(root / "categories.parquet")
+    )
     assert len(stored) == len(fly) == 18 and stored.num_classes == fly.num_classes == 3
     assert stored.labels == fly.labels == [i // 6 for i in range(18)]
     for i in range(len(stored)):

@@ -18,8 +18,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "study.yaml"), "--cores", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "study.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -28,9 +40,17 @@ def test_dataset_rules_scatter_and_gather(tmp_path):
     if shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("snakemake is not installed in this environment")
     study = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    study["datasets"] = {"fdb-wf": {"family": "fractaldb", "num_classes": 2, "instances_per_class": 5,
-                                    "image_size": 16, "num_shards": 3, "seed": 3,
-                                    "params": {"num_points": 500, "pad": 1, "draw": "point", "search_batch": 64}}}
+    study["datasets"] = {
+        "fdb-wf": {
+            "family": "fractaldb",
+            "num_classes": 2,
+            "instances_per_class": 5,
+            "image_size": 16,
+            "num_shards": 3,
+            "seed": 3,
+            "params": {"num_points": 500, "pad": 1, "draw": "point", "search_batch": 64},
+        }
+    }
     for run in study["pretrain"].values():
         if run.get("kind") == "vit":
             run["dataset"] = "fdb-wf"

@@ -48,11 +48,13 @@ def read_categories(path: str | os.PathLike):
         raise PretrainflowError(f"{path}: cannot read the categories Parquet file ({err})") from err
 
 
-def render_shard(ds: DatasetSpec, family, params, categories, shard: int, out: str | os.PathLike,
-                 progress: bool = False) -> sh.ShardHeader:
+def render_shard(
+    ds: DatasetSpec, family, params, categories, shard: int, out: str | os.PathLike, progress: bool = False
+) -> sh.ShardHeader:
     """Render shard ``shard`` (tagged with the hash of the resolved spec, checked by the manifest step)."""
-    return sh.write_shard(ds, family, params, categories, shard, out, progress=progress,
-                          spec_hash=config_hash(resolved_dict(ds, params)))
+    return sh.write_shard(
+        ds, family, params, categories, shard, out, progress=progress, spec_hash=config_hash(resolved_dict(ds, params))
+    )
 
 
 def build_dataset(spec, out_dir: str | os.PathLike, progress: bool = False) -> dict:
@@ -84,7 +86,10 @@ def job_resources(spec: dict, step: str) -> dict:
         return {"mem_mb": 3000, "runtime": 10 + int(spec["num_classes"] * SEARCH_SECONDS_PER_CLASS / 60)}
     if step == "render":
         seconds = images_per_shard * max(pixels, 0.05) / RENDER_IMAGES_PER_SECOND
-        return {"mem_mb": 2000 + int(images_per_shard * spec["image_size"] ** 2 * 3 / 2**20), "runtime": 10 + int(seconds / 60)}
+        return {
+            "mem_mb": 2000 + int(images_per_shard * spec["image_size"] ** 2 * 3 / 2**20),
+            "runtime": 10 + int(seconds / 60),
+        }
     if step == "manifest":  # reads every shard once for its sha256 and member index
         return {"mem_mb": 1000, "runtime": 10 + int(spec["num_classes"] * spec["instances_per_class"] / 50_000)}
     raise ValueError(f"step: expected search, render or manifest, got {step!r}")

@@ -43,24 +43,31 @@ def cmd_render_shard(args) -> None:
 
     ds, family, params = _spec(args.spec)
     header = render_shard(ds, family, params, read_categories(args.categories), args.shard, args.out, progress=True)
-    print(f"{ds.name}: shard {args.shard}: {header.count} images ({len(header.degenerate)} degenerate) -> {args.out}",
-          file=sys.stderr)
+    print(
+        f"{ds.name}: shard {args.shard}: {header.count} images ({len(header.degenerate)} degenerate) -> {args.out}",
+        file=sys.stderr,
+    )
 
 
 def cmd_manifest(args) -> None:
     from pretrainflow.datasets.manifest import build_manifest
 
     manifest = build_manifest(_spec_arg(args.spec), args.shards, args.out, args.categories)
-    print(f"{manifest['spec']['name']}: {manifest['num_images']} images in {len(manifest['shards'])} shards, "
-          f"{manifest['degenerate']} degenerate, checksum {manifest['dataset_checksum'][:16]}", file=sys.stderr)
+    print(
+        f"{manifest['spec']['name']}: {manifest['num_images']} images in {len(manifest['shards'])} shards, "
+        f"{manifest['degenerate']} degenerate, checksum {manifest['dataset_checksum'][:16]}",
+        file=sys.stderr,
+    )
 
 
 def cmd_verify(args) -> None:
     from pretrainflow.datasets.manifest import verify_dataset
 
     manifest = verify_dataset(args.dir, progress=True)
-    print(f"{args.dir}: OK ({manifest['num_images']} images, {len(manifest['shards'])} shards, "
-          f"checksum {manifest['dataset_checksum']})")
+    print(
+        f"{args.dir}: OK ({manifest['num_images']} images, {len(manifest['shards'])} shards, "
+        f"checksum {manifest['dataset_checksum']})"
+    )
 
 
 def cmd_preview(args) -> None:

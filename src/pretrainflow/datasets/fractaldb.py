@@ -55,7 +55,9 @@ class FractalDBParams:
     search_size: int = 512  # ifs_search.py: 512 x 512 canvas for the filling rate
     search_pad: int = 6  # ifs_search.py: pad 6
     fill_rate: float = 0.2  # exe.sh --rate 0.2: accept when >= 20 % of the canvas is hit
-    search_batch: int = 512  # trials per vectorised batch (speed/memory only: batch * search_points * 16 bytes = 820 MB)
+    search_batch: int = (
+        512  # trials per vectorised batch (speed/memory only: batch * search_points * 16 bytes = 820 MB)
+    )
     num_points: int = 200_000  # make_*.sh --iteration 200000
     pad: int = 6  # renderer pad 6 (at 362 px)
     draw: str = "patch"  # "patch": 3x3 patch with a random 9-bit mask per point (patch_gray); "point": one pixel
@@ -78,33 +80,57 @@ class FractalDBParams:
         _int(self.pad, 0, "pad")
         _int(self.gray, 1, "gray", 255)
         _int(self.render_seed, 0, "render_seed", 2**32 - 1)
-        expect(self.flips in (1, 2, 4) and not isinstance(self.flips, bool), "flips", f"expected 1, 2 or 4, got {self.flips!r}")
+        expect(
+            self.flips in (1, 2, 4) and not isinstance(self.flips, bool),
+            "flips",
+            f"expected 1, 2 or 4, got {self.flips!r}",
+        )
         for key in ("fill_rate", "min_coverage"):
             value = getattr(self, key)
-            expect(isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0, key,
-                   f"expected a number in [0, 1], got {value!r}")
+            expect(
+                isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0,
+                key,
+                f"expected a number in [0, 1], got {value!r}",
+            )
         rows = self.weights
-        expect(isinstance(rows, list | tuple) and len(rows) > 0, "weights", f"expected a non-empty list of rows, got {rows!r}")
+        expect(
+            isinstance(rows, list | tuple) and len(rows) > 0,
+            "weights",
+            f"expected a non-empty list of rows, got {rows!r}",
+        )
         for i, row in enumerate(rows):
-            ok = isinstance(row, list | tuple) and len(row) == 6 and all(
-                isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in row)
+            ok = (
+                isinstance(row, list | tuple)
+                and len(row) == 6
+                and all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in row)
+            )
             expect(ok, f"weights[{i}]", f"expected 6 finite numbers (factors of a..f), got {row!r}")
         self.weights = tuple(tuple(float(v) for v in row) for row in rows)
 
 
 def check(spec, params: FractalDBParams, where: str) -> None:
     """Parameters that depend on the image size."""
-    expect(spec.image_size - 2 * params.pad >= 4, f"{where}.params.pad",
-           f"expected pad <= (image_size - 4) / 2 = {(spec.image_size - 4) // 2}, got {params.pad}")
+    expect(
+        spec.image_size - 2 * params.pad >= 4,
+        f"{where}.params.pad",
+        f"expected pad <= (image_size - 4) / 2 = {(spec.image_size - 4) // 2}, got {params.pad}",
+    )
 
 
 def search(spec, params: FractalDBParams, progress: bool = False) -> pd.DataFrame:
     """Category search -> one row per class: class_id, num_maps, a..f and p (lists over maps), fill_rate, trial."""
     seed = REFERENCE_SEED if params.search == "reference" else spec.seed
     found = search_systems(
-        num_classes=spec.num_classes, seed=seed, min_maps=params.min_maps, max_maps=params.max_maps,
-        num_points=params.search_points, size=params.search_size, pad=params.search_pad, fill_rate=params.fill_rate,
-        batch=params.search_batch, progress=progress,
+        num_classes=spec.num_classes,
+        seed=seed,
+        min_maps=params.min_maps,
+        max_maps=params.max_maps,
+        num_points=params.search_points,
+        size=params.search_size,
+        pad=params.search_pad,
+        fill_rate=params.fill_rate,
+        batch=params.search_batch,
+        progress=progress,
     )
     rows = []
     for class_id, (maps, rate, trial) in enumerate(found):
@@ -121,8 +147,17 @@ def maps_of(category: dict) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=2)
-def _category_coverages(maps_key: bytes, num_maps: int, weights: tuple, size: int, pad: int, patch: bool,
-                        num_points: int, render_seed: int, min_coverage: float) -> tuple[fr.Coverage, ...]:
+def _category_coverages(
+    maps_key: bytes,
+    num_maps: int,
+    weights: tuple,
+    size: int,
+    pad: int,
+    patch: bool,
+    num_points: int,
+    render_seed: int,
+    min_coverage: float,
+) -> tuple[fr.Coverage, ...]:
     """Coverages of all given weight rows of one category (one batched chaos game), degenerate rows substituted."""
     maps = np.frombuffer(maps_key, dtype=np.float64).reshape(num_maps, 7)
     rows = list(weights)
@@ -137,8 +172,17 @@ def category_coverages(spec, params: FractalDBParams, category: dict) -> tuple[f
     """Coverages of the weight rows this dataset uses (the first min(instances_per_class, 25) rows), cached."""
     maps = maps_of(category)
     used = params.weights[: min(spec.instances_per_class, len(params.weights))]
-    return _category_coverages(maps.tobytes(), len(maps), used, spec.image_size, params.pad, params.draw == "patch",
-                               params.num_points, params.render_seed, params.min_coverage)
+    return _category_coverages(
+        maps.tobytes(),
+        len(maps),
+        used,
+        spec.image_size,
+        params.pad,
+        params.draw == "patch",
+        params.num_points,
+        params.render_seed,
+        params.min_coverage,
+    )
 
 
 def render(spec, params: FractalDBParams, category: dict, instance: int) -> np.ndarray:

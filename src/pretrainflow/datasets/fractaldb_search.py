@@ -25,7 +25,9 @@ REFERENCE_SEED = 1  # np.random.seed(1) in the published search
 EXPECTED_ACCEPTANCE = 0.025  # measured: 30 accepted in 1,180 trials of the published stream
 
 
-def draw_trial(rs: np.random.RandomState, min_maps: int, max_maps: int, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+def draw_trial(
+    rs: np.random.RandomState, min_maps: int, max_maps: int, num_points: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Consume one trial of the published stream: returns (maps (n, 7) = a..f, p) and the map choice per step."""
     n = rs.randint(min_maps, max_maps)
     maps = np.zeros((n, 7))

@@ -50,8 +50,16 @@ def _chaos_chunks(coefs: torch.Tensor, choice: torch.Tensor):
         yield start + 1, block
 
 
-def coverages_torch(systems: list[np.ndarray], p: np.ndarray, num_points: int, render_seed: int, size: int, pad: int,
-                    patch: bool, device) -> list[fr.Coverage]:
+def coverages_torch(
+    systems: list[np.ndarray],
+    p: np.ndarray,
+    num_points: int,
+    render_seed: int,
+    size: int,
+    pad: int,
+    patch: bool,
+    device,
+) -> list[fr.Coverage]:
     """Coverage of each system (variants of one category's maps, sharing p) computed on ``device``."""
     choice_np = ifs.choose_maps(ifs.sequential_cumsum(p), fr.map_draws(render_seed, num_points))
     coefs = torch.from_numpy(ifs.pack_systems(systems)).to(device)
@@ -69,8 +77,10 @@ def coverages_torch(systems: list[np.ndarray], p: np.ndarray, num_points: int, r
     limit = torch.where(empty, torch.ones_like(limit), limit)  # keep the origin only; the result is discarded
     # Pass 2: bounds of the kept points.
     inf = torch.tensor(float("inf"), dtype=torch.float64, device=device)
-    low, high = torch.full((2, width), inf, dtype=torch.float64, device=device), torch.full((2, width), -inf,
-                                                                                         dtype=torch.float64, device=device)
+    low, high = (
+        torch.full((2, width), inf, dtype=torch.float64, device=device),
+        torch.full((2, width), -inf, dtype=torch.float64, device=device),
+    )
     for start, block in _chaos_chunks(coefs, choice):
         keep = (torch.arange(start, start + len(block), device=device)[:, None] < limit)[:, None, :]
         low = torch.minimum(low, torch.where(keep, block, inf).amin(0))
@@ -99,9 +109,14 @@ def coverages_torch(systems: list[np.ndarray], p: np.ndarray, num_points: int, r
     for col in range(width):
         pixel = torch.nonzero(last[col] >= 0).flatten() if not empty[col] else torch.zeros(0, dtype=torch.long)
         values = last[col, pixel] if not empty[col] else pixel
-        out.append(fr.Coverage(pixel=pixel.cpu().numpy().astype(np.int32),
-                               point=(values // 9).cpu().numpy().astype(np.int32),
-                               bit=(values % 9).cpu().numpy().astype(np.uint8), size=size))
+        out.append(
+            fr.Coverage(
+                pixel=pixel.cpu().numpy().astype(np.int32),
+                point=(values // 9).cpu().numpy().astype(np.int32),
+                bit=(values % 9).cpu().numpy().astype(np.uint8),
+                size=size,
+            )
+        )
     return out
 
 
@@ -123,8 +138,16 @@ class FractalDBTorchRenderer:
             maps = fdb.maps_of(self.categories[class_id])
             rows = list(p.weights[: min(spec.instances_per_class, len(p.weights))])
             extra = [] if fdb.IDENTITY_WEIGHT in rows else [fdb.IDENTITY_WEIGHT]
-            covs = coverages_torch(fr.weighted_systems(maps, rows + extra), maps[:, 6], p.num_points, p.render_seed,
-                                   spec.image_size, p.pad, p.draw == "patch", self.device)
+            covs = coverages_torch(
+                fr.weighted_systems(maps, rows + extra),
+                maps[:, 6],
+                p.num_points,
+                p.render_seed,
+                spec.image_size,
+                p.pad,
+                p.draw == "patch",
+                self.device,
+            )
             identity = covs[-1] if extra else covs[rows.index(fdb.IDENTITY_WEIGHT)]
             self._cache = {class_id: tuple(identity if c.fraction < p.min_coverage else c for c in covs[: len(rows)])}
         return self._cache[class_id]
@@ -139,8 +162,9 @@ class FractalDBTorchRenderer:
             cov = self.category_coverages(class_id)[weight]
             pixel = torch.from_numpy(cov.pixel.astype(np.int64)).to(self.device)
             if p.draw == "patch":
-                masks = torch.from_numpy(fr.draw_masks(self.spec.seed, class_id, weight, draw, p.num_points)
-                                         .astype(np.int32)).to(self.device)
+                masks = torch.from_numpy(
+                    fr.draw_masks(self.spec.seed, class_id, weight, draw, p.num_points).astype(np.int32)
+                ).to(self.device)
                 bits = torch.from_numpy(cov.bit.astype(np.int32)).to(self.device)
                 on = (masks[torch.from_numpy(cov.point.astype(np.int64)).to(self.device)] >> bits) & 1
                 images[row, pixel] = on.to(torch.uint8) * p.gray

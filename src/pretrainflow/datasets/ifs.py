@@ -55,7 +55,9 @@ def pack_systems(systems: list[np.ndarray], max_maps: int | None = None) -> np.n
     return coefs
 
 
-def iterate(coefs: np.ndarray, choice: np.ndarray, bounds: list | None = None, out: np.ndarray | None = None) -> np.ndarray:
+def iterate(
+    coefs: np.ndarray, choice: np.ndarray, bounds: list | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Run B chaos games at once. ``coefs`` (B, M, 6), ``choice`` (N-1, B) map indices -> points (N, 2, B) float64.
 
     Point 0 is the start (0, 0); point k+1 applies map ``choice[k]`` to point k. Overflow to inf/NaN is allowed (diverging
@@ -82,8 +84,9 @@ def iterate(coefs: np.ndarray, choice: np.ndarray, bounds: list | None = None, o
             sel = table.take(index, axis=1).transpose(1, 0, 2)
             block = points[start : start + len(sel) + 1]
             # One step: (x', y') = x * (a, c) + y * (b, d) + (e, f), the published operation order.
-            for x, y, out, m1, m2, t in zip(block[:-1, 0], block[:-1, 1], block[1:], sel[:, 0:2], sel[:, 2:4],
-                                            sel[:, 4:6], strict=True):
+            for x, y, out, m1, m2, t in zip(
+                block[:-1, 0], block[:-1, 1], block[1:], sel[:, 0:2], sel[:, 2:4], sel[:, 4:6], strict=True
+            ):
                 mul(x, m1, out=out)
                 mul(y, m2, out=tmp)
                 add(out, tmp, out=out)
@@ -108,8 +111,14 @@ def drop_diverged(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.delete(xs, rows), np.delete(ys, rows)
 
 
-def quantise(points: np.ndarray, size: int, pad: int, in_place: bool = False, dtype=np.uint16,
-             bounds: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def quantise(
+    points: np.ndarray,
+    size: int,
+    pad: int,
+    in_place: bool = False,
+    dtype=np.uint16,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Published rescale of finite trajectories ``points`` (N, 2, B) -> pixel columns/rows (N, B) uint16.
 
     Each axis is shifted so its minimum is 0 (only when the minimum is negative; point 0 is the origin, so the minimum is

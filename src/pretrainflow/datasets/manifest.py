@@ -30,8 +30,9 @@ def checksum_of(shard_checksums: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(shard_checksums).encode()).hexdigest()
 
 
-def build_manifest(spec, shard_paths: Sequence[str | os.PathLike], out: str | os.PathLike,
-                   categories: str | os.PathLike | None = None) -> dict:
+def build_manifest(
+    spec, shard_paths: Sequence[str | os.PathLike], out: str | os.PathLike, categories: str | os.PathLike | None = None
+) -> dict:
     """Check the shards against the spec, then write manifest.json (``out``) and config.json next to it, atomically."""
     ds, family, params = resolve(spec)
     out = Path(out)
@@ -46,20 +47,34 @@ def build_manifest(spec, shard_paths: Sequence[str | os.PathLike], out: str | os
     expected = set(range(ds.num_shards))
     if set(by_index) != expected:
         missing = sorted(expected - set(by_index)) or sorted(set(by_index) - expected)
-        raise PretrainflowError(f"{out}: shards do not match {ds.where}.num_shards = {ds.num_shards} (shard {missing[0]})")
+        raise PretrainflowError(
+            f"{out}: shards do not match {ds.where}.num_shards = {ds.num_shards} (shard {missing[0]})"
+        )
     resolved = resolved_dict(ds, params)
     entries = []
     for k in sorted(by_index):
         path, header, samples = by_index[k]
         if header.spec_hash != config_hash(resolved):
-            raise PretrainflowError(f"{path}: rendered from another spec (spec hash {header.spec_hash[:12]}, "
-                                    f"expected {config_hash(resolved)[:12]}); render it again")
+            raise PretrainflowError(
+                f"{path}: rendered from another spec (spec hash {header.spec_hash[:12]}, "
+                f"expected {config_hash(resolved)[:12]}); render it again"
+            )
         want = sh.shard_range(ds, k)
         if header.num_shards != ds.num_shards or header.first != want.start or len(samples) != len(want):
-            raise PretrainflowError(f"{path}: holds {len(samples)} images from index {header.first} of "
-                                    f"{header.num_shards} shards; the spec expects {len(want)} from {want.start}")
-        entries.append({"name": os.path.relpath(path, root), "count": len(samples), "first": header.first,
-                        "sha256": sha256_file(path), "bytes": path.stat().st_size, "degenerate": header.degenerate})
+            raise PretrainflowError(
+                f"{path}: holds {len(samples)} images from index {header.first} of "
+                f"{header.num_shards} shards; the spec expects {len(want)} from {want.start}"
+            )
+        entries.append(
+            {
+                "name": os.path.relpath(path, root),
+                "count": len(samples),
+                "first": header.first,
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+                "degenerate": header.degenerate,
+            }
+        )
     manifest = {
         "version": MANIFEST_VERSION,
         "layout": "webdataset-tar: {class:05d}_{instance:06d}.{png|npy} + .cls; class-major deterministic slices",

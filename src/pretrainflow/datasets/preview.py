@@ -14,8 +14,16 @@ GUTTER = 2  # pixels of mid-gray between tiles, so black backgrounds stay apart
 
 def preview_spec(family: str, classes: int, instances: int, size: int, seed: int = 0) -> dict:
     """A spec showing ``family`` with its published parameters at ``size`` px."""
-    return {"name": f"preview-{family}", "family": family, "num_classes": classes, "instances_per_class": instances,
-            "image_size": size, "num_shards": 1, "seed": seed, "params": {}}
+    return {
+        "name": f"preview-{family}",
+        "family": family,
+        "num_classes": classes,
+        "instances_per_class": instances,
+        "image_size": size,
+        "num_shards": 1,
+        "seed": seed,
+        "params": {},
+    }
 
 
 def contact_sheet(spec, classes: int | None = None, instances: int | None = None) -> np.ndarray:

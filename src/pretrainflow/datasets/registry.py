@@ -82,7 +82,9 @@ def get_family(name: str) -> Family:
     except ModuleNotFoundError as err:
         if err.name != FAMILY_MODULES[name]:
             raise
-        raise ConfigError(f"family: dataset family {name!r} is registered but its module {err.name} is missing") from err
+        raise ConfigError(
+            f"family: dataset family {name!r} is registered but its module {err.name} is missing"
+        ) from err
     family = getattr(module, "FAMILY", None)
     if not isinstance(family, Family) or family.name != name:
         raise TypeError(f"{FAMILY_MODULES[name]} must define FAMILY = Family(name={name!r}, ...)")

@@ -57,7 +57,9 @@ def sample_key(class_id: int, instance: int) -> str:
 def encode_image(image: np.ndarray, image_format: str) -> bytes:
     """PNG (8-bit gray or RGB) or .npy bytes of a uint8 image (H, W) or (H, W, 3)."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise PretrainflowError(f"render returned {image.dtype} {image.shape}; expected a uint8 (H, W) or (H, W, 3) image")
+        raise PretrainflowError(
+            f"render returned {image.dtype} {image.shape}; expected a uint8 (H, W) or (H, W, 3) image"
+        )
     buffer = io.BytesIO()
     if image_format == "npy":
         np.save(buffer, np.ascontiguousarray(image), allow_pickle=False)
@@ -98,8 +100,16 @@ class ShardHeader:
     spec_hash: str = ""  # config_hash of the resolved spec that rendered it: a stale shard is caught by the manifest
 
 
-def write_shard(spec: DatasetSpec, family, params, categories, shard: int, out: str | os.PathLike,
-                progress: bool = False, spec_hash: str = "") -> ShardHeader:
+def write_shard(
+    spec: DatasetSpec,
+    family,
+    params,
+    categories,
+    shard: int,
+    out: str | os.PathLike,
+    progress: bool = False,
+    spec_hash: str = "",
+) -> ShardHeader:
     """Render shard ``shard`` of ``spec`` into the tar ``out`` (atomically). ``categories``: the search DataFrame."""
     indices = shard_range(spec, shard)
     rows = {int(r["class_id"]): r for r in categories.to_dict("records")}
@@ -115,8 +125,14 @@ def write_shard(spec: DatasetSpec, family, params, categories, shard: int, out: 
             degenerate.append(key)
         members.append(_member(f"{key}.{ext}", encode_image(image, ext)))
         members.append(_member(f"{key}.cls", str(class_id).encode()))
-    header = ShardHeader(shard=shard, num_shards=spec.num_shards, first=indices.start, count=len(indices),
-                         degenerate=degenerate, spec_hash=spec_hash)
+    header = ShardHeader(
+        shard=shard,
+        num_shards=spec.num_shards,
+        first=indices.start,
+        count=len(indices),
+        degenerate=degenerate,
+        spec_hash=spec_hash,
+    )
     pax = {HEADER_KEY: canonical_json({k: getattr(header, k) for k in header.__slots__})}
     with atomic_path(out) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT, pax_headers=pax) as tar:
         for info, data in members:

@@ -21,8 +21,17 @@ from pretrainflow.errors import ConfigError, expect
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 # Image encodings a shard can hold (WebDataset extension of the image member): PNG (lossless, compact) or raw .npy.
 IMAGE_FORMATS = ("png", "npy")
-GENERIC_KEYS = ("name", "family", "num_classes", "instances_per_class", "image_size", "num_shards", "seed", "params",
-                "image_format")
+GENERIC_KEYS = (
+    "name",
+    "family",
+    "num_classes",
+    "instances_per_class",
+    "image_size",
+    "num_shards",
+    "seed",
+    "params",
+    "image_format",
+)
 
 
 def _is_int(value: Any) -> bool:
@@ -46,19 +55,31 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         w = self.where
-        expect(isinstance(self.name, str) and NAME_PATTERN.fullmatch(self.name) is not None, f"{w}.name",
-               f"expected a name matching [a-z0-9][a-z0-9_-]*, got {self.name!r}")
+        expect(
+            isinstance(self.name, str) and NAME_PATTERN.fullmatch(self.name) is not None,
+            f"{w}.name",
+            f"expected a name matching [a-z0-9][a-z0-9_-]*, got {self.name!r}",
+        )
         expect(isinstance(self.family, str), f"{w}.family", f"expected a family name, got {self.family!r}")
         for key, low in (("num_classes", 1), ("instances_per_class", 1), ("image_size", 8), ("num_shards", 1)):
             value = getattr(self, key)
             expect(_is_int(value) and value >= low, f"{w}.{key}", f"expected an integer >= {low}, got {value!r}")
-        expect(self.num_shards <= self.num_images, f"{w}.num_shards",
-               f"expected at most num_classes * instances_per_class = {self.num_images} shards, got {self.num_shards}")
-        expect(_is_int(self.seed) and 0 <= self.seed < 2**63, f"{w}.seed",
-               f"expected an integer in [0, 2**63), got {self.seed!r}")
+        expect(
+            self.num_shards <= self.num_images,
+            f"{w}.num_shards",
+            f"expected at most num_classes * instances_per_class = {self.num_images} shards, got {self.num_shards}",
+        )
+        expect(
+            _is_int(self.seed) and 0 <= self.seed < 2**63,
+            f"{w}.seed",
+            f"expected an integer in [0, 2**63), got {self.seed!r}",
+        )
         expect(isinstance(self.params, Mapping), f"{w}.params", f"expected a mapping, got {self.params!r}")
-        expect(self.image_format in IMAGE_FORMATS, f"{w}.image_format",
-               f"expected one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
+        expect(
+            self.image_format in IMAGE_FORMATS,
+            f"{w}.image_format",
+            f"expected one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}",
+        )
         self.params = dict(self.params)
 
     @property

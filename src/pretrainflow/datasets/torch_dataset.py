@@ -95,7 +95,8 @@ class OnTheFlyDataset(Dataset):
         rows = {int(r["class_id"]): r for r in categories.to_dict("records")}
         if sorted(rows) != list(range(self.spec.num_classes)):
             raise PretrainflowError(
-                f"categories: expected class ids 0..{self.spec.num_classes - 1} for {self.spec.where}, got {len(rows)} rows")
+                f"categories: expected class ids 0..{self.spec.num_classes - 1} for {self.spec.where}, got {len(rows)} rows"
+            )
         self.categories = [rows[k] for k in range(self.spec.num_classes)]
         self.num_classes = self.spec.num_classes
         self.channels = self.family.channels
