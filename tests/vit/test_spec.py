@@ -33,6 +33,7 @@ def test_defaults_are_filled_in():
         ({"augment": {"crop_scale": [0.5]}}, "pretrain.r.augment.crop_scale"),
         ({"devices": "2"}, "pretrain.r.devices: expected a mapping"),
         ({"colour": 1}, "pretrain.r: unknown key(s) ['colour']"),
+        ({"optimizer": {"name": "sam"}, "zero_stage": 2}, "pretrain.r.optimizer.name: sam needs zero_stage 0"),
     ],
 )
 def test_mistakes_name_the_key(patch, message):

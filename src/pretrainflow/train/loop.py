@@ -125,10 +125,12 @@ def train(
         )
 
     state = {"step": 0, "epoch": 0, "micro_in_epoch": 0, "metrics": [], "train_seconds": 0.0, "images": 0}
+    saved = {"step": -1}  # step of the newest checkpoint of this run
     if checkpoint_root is not None:
         loaded = ckpt.load_latest(engine, checkpoint_root)
         if loaded is not None:
             state.update({k: loaded[k] for k in state})
+            saved["step"] = state["step"]
             ckpt.set_rng_state(loaded["rng"])
             if world.is_main:
                 print(f"[{desc}] resumed from step {state['step']} in {checkpoint_root}", flush=True)
@@ -148,6 +150,7 @@ def train(
     def save_checkpoint() -> None:
         client = {**state, "metrics": log.rows, "rng": ckpt.rng_state(), "config": config, "config_hash": config_hash}
         ckpt.save(engine, checkpoint_root, step=state["step"], client_state=client, keep=plan.keep, rank=world.rank)
+        saved["step"] = state["step"]
 
     exit_code = 0
     engine.train()
@@ -206,7 +209,7 @@ def train(
         if world.is_main:
             print(f"[{desc}] signal {guard.requested}: checkpointed at step {state['step']}, exit {exit_code}")
         return TrainResult(exit_code=exit_code)
-    if checkpoint_root is not None and state["step"] % max(1, plan.checkpoint_every or total_steps + 1):
+    if checkpoint_root is not None and saved["step"] != state["step"]:
         save_checkpoint()  # a finished run that dies before its outputs are written does not train again
     weights = master_state_dict(engine)
     wall = time.perf_counter() - started

@@ -139,10 +139,7 @@ def worker(argv: list[str]) -> int:
     return pretrain(spec, dataset, out=args.out, checkpoints=args.checkpoints, dataset_checksum=checksum)
 
 
-def _dataset_checksum(dataset_dir: Path) -> str | None:
-    try:
-        from pretrainflow.datasets import dataset_checksum
+def _dataset_checksum(dataset_dir: Path) -> str:
+    from pretrainflow.datasets import dataset_checksum
 
-        return dataset_checksum(dataset_dir)
-    except (ImportError, AttributeError, FileNotFoundError):
-        return None
+    return dataset_checksum(dataset_dir)

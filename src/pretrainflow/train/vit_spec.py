@@ -191,6 +191,12 @@ class CheckpointSpec:
 
 
 def _engine_checks(spec: Any) -> None:
+    if spec.optimizer.name == "sam" and (spec.zero_stage != 0 or spec.batch.accumulation != 1):
+        # SAM takes two forward/backward passes per step on full gradients: no ZeRO partitioning, no accumulation.
+        raise ValueError(
+            f"optimizer.name: sam needs zero_stage 0 and batch.accumulation 1, got zero_stage "
+            f"{spec.zero_stage} and accumulation {spec.batch.accumulation}"
+        )
     one_of("precision", spec.precision, PRECISIONS)
     one_of("zero_stage", spec.zero_stage, [0, 1, 2, 3])
     positive_int("log_every", spec.log_every)
