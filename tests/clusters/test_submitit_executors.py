@@ -58,19 +58,21 @@ def test_slurm_executor_requeues_after_timeout_signal(slurm, tmp_path, monkeypat
 
 
 FAKE_PBS = r"""#!{python}
-# qsub: record argv, run the job script now with PBS's variables, print an id; qstat -F json: report it finished
+# qsub: record argv, start the job script in the background with PBS's variables (as a server would, after qsub has
+# returned), print the id. qstat -x -f -F json: "R" while it runs, then "F" with its Exit_status.
 import json, os, subprocess, sys
 from pathlib import Path
 state = Path(os.environ["FAKE_PBS_DIR"])
 if Path(sys.argv[0]).name == "qsub":
     (state / "qsub.json").write_text(json.dumps(sys.argv[1:]))
-    env = dict(os.environ, PBS_JOBID="4242.pbs1")
-    code = subprocess.run(["/bin/bash", sys.argv[-1]], env=env).returncode
-    (state / "exit").write_text(str(code))
+    runner = f'sleep 1; /bin/bash "$0"; echo $? > {state}/exit.tmp; mv {state}/exit.tmp {state}/exit'
+    subprocess.Popen(["/bin/bash", "-c", runner, sys.argv[-1]], env=dict(os.environ, PBS_JOBID="4242.pbs1"),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     print("4242.pbs1")
 else:
-    code = int((state / "exit").read_text())
-    print(json.dumps({"Jobs": {"4242.pbs1": {"job_state": "F", "Exit_status": code}}}))
+    done = (state / "exit").exists()
+    info = {"job_state": "F", "Exit_status": int((state / "exit").read_text())} if done else {"job_state": "R"}
+    print(json.dumps({"Jobs": {"4242.pbs1": info}}))
 """
 
 
