@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 
+import pytest
 from cluster_helpers import REPO, TOY_SNAKEFILE, VENV_BIN, snakemake_env
 
 from pretrainflow.schedulers.plan import parse_dry_run, plan
@@ -70,3 +71,26 @@ def test_plan_command_line(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("cpu_4") == 3  # two parts and the summary, each 1 core -> cpu_4
+
+
+STUDIES = REPO / "config" / "studies"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (STUDIES / "fractaldb1k-vit-tiny.yaml").exists(), reason="paper-scale study not written yet")
+def test_paper_scale_study_on_abci_gets_the_right_resource_types(tmp_path, monkeypatch):
+    # `snakemake -n --profile abci` on FractalDB-1k ViT-Tiny, mapped: 8-GPU pretraining -> one whole rt_HF node,
+    # 1-GPU fine-tuning -> rt_HG, CPU-only shard rendering and evaluation -> rt_HC
+    monkeypatch.setenv("PRETRAINFLOW_GROUP", "gaa50000")
+    out = io.StringIO()
+    code = plan("abci", ["-s", str(REPO / "Snakefile"), "-d", str(REPO), "--configfile",
+                         str(STUDIES / "fractaldb1k-vit-tiny.yaml")], out=out)  # fmt: skip
+    text = out.getvalue()
+    assert code == 0, text
+    types: dict[str, set[str]] = {}
+    for line in text.splitlines()[2:]:
+        fields = line.split()
+        types.setdefault(fields[0], set()).add(" ".join(fields[-4:-1]))
+    assert types["pretrain_vit"] == {"rt_HF 1 8"}
+    assert types["finetune_vit"] == {"rt_HG 1 1"}
+    assert types["render_shard"] == {"rt_HC 1 0"} and types["evaluate_vit"] == {"rt_HC 1 0"}
