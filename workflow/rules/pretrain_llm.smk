@@ -64,6 +64,7 @@ rule evaluate_llm:
     log:
         "results/logs/evaluate_llm/{run}.log",
     resources:
+        gpus=lambda wildcards: min(1, _llm_devices(wildcards)["gpus_per_node"]),  # one GPU (TP=1) for a GPU run
         cpus_per_task=1,
         mem_mb=lambda wildcards: _llm_devices(wildcards)["mem_mb"],
         runtime=30,

@@ -2,7 +2,7 @@
 
 The validation split is the corpus's ``split`` middle weight (e.g. "98,1,1" -> 1 % of documents), built by the same
 megatron-core GPTDataset machinery as training (documents never seen in training). Loss is the token-weighted mean
-cross entropy over ``eval.iters`` batches of ``batch.global`` sequences (fewer if the split is smaller: one pass, no
+cross entropy over ``eval.iters`` x ``batch.global`` sequences (in micro-batches) (fewer if the split is smaller: one pass, no
 repetition); perplexity = exp(loss). Rows go to ``results/rows/{run}/heldout.parquet`` with task "heldout".
 """
 
@@ -19,8 +19,12 @@ import torch
 from pretrainflow.train.llm_spec import LLMRun
 
 
-def load_published_model(run: LLMRun, model_path: Path):
-    """TP=1 GPTModel with the weights of a published model.safetensors (needs single_process_world())."""
+def load_published_model(run: LLMRun, model_path: Path, device: str = "cpu"):
+    """TP=1 GPTModel with the weights of a published model.safetensors (needs single_process_world()).
+
+    Always the local layer spec with SDPA attention (the names model.safetensors uses; SDPA also runs on CUDA),
+    in fp32, then moved to ``device``.
+    """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -36,11 +40,11 @@ def load_published_model(run: LLMRun, model_path: Path):
         raise RuntimeError(
             f"{model_path}: weights do not match {run.shape.name} (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    return model.eval(), vocab_size
+    return model.to(device).eval(), vocab_size
 
 
 @torch.no_grad()
-def heldout_loss(model, dataset, *, batch: int, iters: int) -> tuple[float, int]:
+def heldout_loss(model, dataset, *, batch: int, iters: int, device: str = "cpu") -> tuple[float, int]:
     """(mean loss in nats/token, tokens evaluated) over the first ``iters x batch`` samples of ``dataset``."""
     from pretrainflow.train.llm_data import collate
 
@@ -48,6 +52,7 @@ def heldout_loss(model, dataset, *, batch: int, iters: int) -> tuple[float, int]
     n = min(len(dataset), iters * batch)
     for start in range(0, n, batch):
         b = collate([dataset[i] for i in range(start, min(start + batch, n))])
+        b = {key: value.to(device) for key, value in b.items()}
         per_token = model(b["tokens"], b["position_ids"], None, labels=b["labels"])
         mask = b["loss_mask"].float()
         total += float((per_token.float() * mask).sum())
@@ -69,7 +74,8 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
     torch.manual_seed(run.seed)
     single_process_world()
     try:
-        model, _ = load_published_model(run, model_path)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model, _ = load_published_model(run, model_path, device)
         _, valid, _ = build_gpt_datasets(
             prefixes=[str(corpus_prefix(corpora_dir, run.corpus))],  # held-out text of the run's own corpus
             weights=None,
@@ -86,7 +92,13 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
                 f"corpus {run.corpus}: the validation split is empty (split {run.spec['corpus_spec']['split']})"
             )
         start = time.time()
-        loss, tokens = heldout_loss(model, valid, batch=run.global_batch, iters=run.eval_iters)
+        loss, tokens = heldout_loss(
+            model,
+            valid,
+            batch=run.micro_batch,
+            iters=run.eval_iters * run.global_batch // run.micro_batch,
+            device=device,
+        )
         eval_seconds = time.time() - start
     finally:
         parallel_state.destroy_model_parallel()
