@@ -71,3 +71,21 @@ def test_blend_defaults_and_checks():
         check_llm_run(run_spec(blend={"web": 1.0}), "pretrain.t")
     with pytest.raises(ConfigError, match=r"pretrain.t.blend.web: expected a weight > 0, got 0"):
         check_llm_run(run_spec(blend={"docs": 1.0, "web": 0}), "pretrain.t")
+
+
+def test_pipeline_parallel_on_cpu_is_refused_before_launch(tmp_path):
+    import argparse
+    import json
+
+    import torch
+
+    from pretrainflow.train.llm_cli import run_pretrain
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: pipeline parallelism is allowed")
+    spec = run_spec(parallel={"pipeline": 2}, devices={"cpu_ranks": 2})
+    args = argparse.Namespace(spec=json.dumps(spec), out=tmp_path / "out", corpora_dir=tmp_path,
+                              checkpoints=tmp_path / "ck", max_steps=None)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"pretrain.t.parallel.pipeline: 2 needs CUDA"):
+        run_pretrain(args)
+    assert not (tmp_path / "ck").exists()
