@@ -38,7 +38,7 @@ def test_iterate_matches_scalar_loop_bit_for_bit():
     rng = np.random.default_rng(0)
     systems = [random_system(rng, n) for n in (2, 3, 5, 7)]
     r = rng.random(3000)
-    choice = np.stack([ifs.choose_maps(ifs.sequential_cumsum(s[:, 6]), r) for s in systems], axis=1)
+    choice = np.stack([ifs.choose_maps(ifs.sequential_cumsum(s[:, 6]), r) for s in systems])
     points = ifs.iterate(ifs.pack_systems(systems), choice)
     for col, system in enumerate(systems):
         xs, ys = scalar_chaos_game(system, r)

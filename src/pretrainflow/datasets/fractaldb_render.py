@@ -71,7 +71,7 @@ def trajectories(systems: list[np.ndarray], p: np.ndarray, num_points: int, rend
     """Chaos games of several variants of ONE category (same p, hence the same map choices) -> (N, 2, B)."""
     choice = ifs.choose_maps(ifs.sequential_cumsum(p), map_draws(render_seed, num_points))
     coefs = ifs.pack_systems(systems)
-    return ifs.iterate(coefs, np.repeat(choice[:, None], len(systems), axis=1))
+    return ifs.iterate(coefs, np.broadcast_to(choice, (len(systems), len(choice))))
 
 
 def coverage(qx: np.ndarray, qy: np.ndarray, size: int, patch: bool) -> Coverage:

@@ -72,7 +72,7 @@ def search_systems(
         width = int(min(batch, max(16, np.ceil(1.25 * (num_classes - len(accepted)) / rate))))
         drawn = [draw_trial(rs, min_maps, max_maps, num_points) for _ in range(width)]
         coefs = ifs.pack_systems([maps for maps, _ in drawn], max_maps - 1)
-        choice = np.stack([c for _, c in drawn], axis=1)
+        choice = np.stack([c for _, c in drawn])  # (B, N-1): contiguous rows, no strided writes
         if buffer is None or buffer.size < num_points * 2 * width:
             buffer = np.empty(num_points * 2 * width)  # reused by later batches (no fresh page faults)
         bounds: list = []

@@ -58,14 +58,15 @@ def pack_systems(systems: list[np.ndarray], max_maps: int | None = None) -> np.n
 def iterate(
     coefs: np.ndarray, choice: np.ndarray, bounds: list | None = None, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """Run B chaos games at once. ``coefs`` (B, M, 6), ``choice`` (N-1, B) map indices -> points (N, 2, B) float64.
+    """Run B chaos games at once. ``coefs`` (B, M, 6), ``choice`` (B, N-1) map indices -> points (N, 2, B) float64.
 
-    Point 0 is the start (0, 0); point k+1 applies map ``choice[k]`` to point k. Overflow to inf/NaN is allowed (diverging
+    Point 0 is the start (0, 0); point k+1 of trajectory b applies map ``choice[b, k]`` to point k (one row per
+    trajectory, so rows can be written as they are drawn; a broadcast row is fine). Overflow to inf/NaN is allowed (diverging
     systems) and handled by the rescale rules of the callers. If ``bounds`` is a list, (points.min(0), points.max(0))
     are appended to it, computed block by block while the block is still in cache. ``out``: a reusable buffer of at
     least N * 2 * B float64 (a fresh 400 MB array costs its page faults on every batch).
     """
-    steps, width = choice.shape
+    width, steps = choice.shape
     maps = coefs.shape[1]
     # Coefficients as (a, c | b, d | e, f): each pair multiplies x, y or 1 and yields (x', y') at once.
     table = np.ascontiguousarray(coefs[:, :, [0, 2, 1, 3, 4, 5]].reshape(width * maps, 6).T)  # (6, B*M)
@@ -78,7 +79,8 @@ def iterate(
     mul, add = np.multiply, np.add
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, steps, CHUNK_STEPS):
-            index = choice[start : start + CHUNK_STEPS].astype(np.intp)
+            # (chunk, B): transpose the uint8 rows first (8x less data to move strided), then widen.
+            index = np.ascontiguousarray(choice[:, start : start + CHUNK_STEPS].T).astype(np.intp)
             index += base
             # (6, chunk, B) in one gather; per step, sel[0:2, k] is a (2, B) view with contiguous rows.
             sel = table.take(index, axis=1).transpose(1, 0, 2)
