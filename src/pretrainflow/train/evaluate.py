@@ -63,6 +63,7 @@ def evaluate(spec_json: str, finetuned: Path, out: Path) -> dict[str, float]:
     cfg = ViTConfig(**json.loads(meta["vit_config"]))
     model = VisionTransformer(cfg)
     model.load_state_dict(weights)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
     task = load_task(spec.task_spec, cfg.image_size)
     aug = spec.recipe.augment
     acc = topk_accuracy(model, task.test, image_size=cfg.image_size, in_chans=cfg.in_chans, mean=aug.mean, std=aug.std)

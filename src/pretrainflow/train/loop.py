@@ -145,6 +145,7 @@ def train(
     )
     gen = torch.Generator()
     sampler = RankSampler(num_samples=len(dataset), rank=world.rank, world_size=world.world_size, seed=plan.seed)
+    # The window's loss stays a tensor on the device: no host sync per step, only at log steps.
     window_loss, window_micro, window_start, window_images = 0.0, 0, time.perf_counter(), 0
 
     def save_checkpoint() -> None:
@@ -180,7 +181,7 @@ def train(
                 last_of_epoch = state["micro_in_epoch"] == steps_per_epoch * plan.batch.accumulation
                 if state["step"] % plan.log_every == 0 or (last_of_epoch and epoch == plan.schedule.epochs - 1):
                     now = time.perf_counter()
-                    mean_loss = _mean_over_ranks(window_loss / window_micro)
+                    mean_loss = _mean_over_ranks(float(window_loss) / window_micro)
                     state["train_seconds"] += now - window_start
                     state["images"] += window_images
                     log.record(
@@ -192,7 +193,8 @@ def train(
                             "images_per_s": window_images / (now - window_start),
                         }
                     )
-                    window_loss, window_micro, window_start, window_images = 0.0, 0, time.perf_counter(), 0
+                    # The window's loss stays a tensor on the device: no host sync per step, only at log steps.
+    window_loss, window_micro, window_start, window_images = 0.0, 0, time.perf_counter(), 0
                 if last_of_epoch:
                     state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
                 periodic = plan.checkpoint_every and state["step"] % plan.checkpoint_every == 0
@@ -234,7 +236,7 @@ def train(
     return TrainResult(exit_code=0, state_dict=weights, metrics=log.rows, summary=summary)
 
 
-def _forward_backward(engine, optimizer, x: torch.Tensor, targets: torch.Tensor) -> float:
+def _forward_backward(engine, optimizer, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """One micro-batch: forward, loss, backward (DeepSpeed divides by the accumulation steps). SAM does its ascent
     step here and a second forward/backward at the perturbed weights; ``engine.step()`` then takes the descent step."""
     loss = soft_cross_entropy(engine(x), targets)
@@ -242,7 +244,7 @@ def _forward_backward(engine, optimizer, x: torch.Tensor, targets: torch.Tensor)
     if getattr(optimizer, "is_sam", False):
         optimizer.first_step(zero_grad=True)
         engine.backward(soft_cross_entropy(engine(x), targets))
-    return float(loss.detach())
+    return loss.detach()
 
 
 def _mean_over_ranks(value: float) -> float:

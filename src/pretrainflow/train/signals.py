@@ -31,6 +31,7 @@ class WalltimeGuard:
         self.signals = signals
         self.requested = 0
         self._previous: dict[int, object] = {}
+        self._group = None
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.requested = signum
@@ -46,14 +47,18 @@ class WalltimeGuard:
         self._previous.clear()
 
     def agreed(self) -> bool:
-        """True on every rank when any rank got a signal (a max all-reduce of one integer when distributed)."""
+        """True on every rank when any rank got a signal (a max all-reduce of one integer when distributed).
+
+        The all-reduce runs over a CPU (gloo) group of its own, so on GPUs it never waits for the CUDA stream: asking
+        every step costs about as much as one small message.
+        """
         import torch
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return bool(self.requested)
+        if self._group is None:  # collective: every rank reaches its first agreed() at the same step
+            self._group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
         flag = torch.tensor([self.requested], dtype=torch.int64)
-        if dist.get_backend() == "nccl":
-            flag = flag.cuda()
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
         return bool(flag.item())
