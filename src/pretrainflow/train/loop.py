@@ -193,8 +193,7 @@ def train(
                             "images_per_s": window_images / (now - window_start),
                         }
                     )
-                    # The window's loss stays a tensor on the device: no host sync per step, only at log steps.
-    window_loss, window_micro, window_start, window_images = 0.0, 0, time.perf_counter(), 0
+                    window_loss, window_micro, window_start, window_images = 0.0, 0, time.perf_counter(), 0
                 if last_of_epoch:
                     state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
                 periodic = plan.checkpoint_every and state["step"] % plan.checkpoint_every == 0
