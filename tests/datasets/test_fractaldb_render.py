@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import tiny_spec
+from dataset_testlib import tiny_spec
 
 from pretrainflow.datasets import fractaldb
 from pretrainflow.datasets import fractaldb_render as fr
@@ -49,7 +49,7 @@ def test_instance_layout_covers_the_published_1000_variations():
 
 
 def test_weights_are_the_published_file():
-    from conftest import FIXTURES
+    from dataset_testlib import FIXTURES
 
     published = np.loadtxt(FIXTURES / "weights_0.4.csv", delimiter=",")
     assert np.array_equal(np.array(fractaldb.WEIGHTS_0_4), published)

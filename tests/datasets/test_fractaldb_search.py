@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from dataset_testlib import FIXTURES
 
 from pretrainflow.datasets.fractaldb_search import search_systems
 

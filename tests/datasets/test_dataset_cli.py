@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_spec
+from dataset_testlib import tiny_spec
 
 from pretrainflow.cli import main
 

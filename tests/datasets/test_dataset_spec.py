@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_spec
+from dataset_testlib import tiny_spec
 
 from pretrainflow.datasets.spec import DatasetSpec, check_spec
 from pretrainflow.errors import ConfigError

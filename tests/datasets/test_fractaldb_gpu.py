@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_spec
+from dataset_testlib import tiny_spec
 
 from pretrainflow.datasets.gpu import FractalDBTorchRenderer
 from pretrainflow.datasets.spec import resolve
