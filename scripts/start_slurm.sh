@@ -51,8 +51,10 @@ MinJobAge=600
 # short scheduler cycles so tests see state changes within a second or two
 SchedulerParameters=sched_interval=1
 ReturnToService=2
-# the test suite cancels jobs on purpose and expects --requeue to work
+# the test suite cancels jobs on purpose and expects --requeue to work; a requeued job may start again after
+# cred_expire seconds (default 120): 30 s keeps the requeue tests short
 JobRequeue=1
+AuthInfo=cred_expire=30
 KillWait=5
 NodeName=${host} CPUs=${cpus} RealMemory=${mem_mb} State=UNKNOWN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
@@ -78,8 +80,14 @@ if ! pgrep -x munged >/dev/null; then
     echo "start_slurm.sh: started munged"
 fi
 
-if [[ $changed -eq 1 ]] && pgrep -x slurmctld >/dev/null; then
-    scontrol reconfigure || true
+# a changed slurm.conf needs a restart (scontrol reconfigure does not apply every key, e.g. AuthInfo)
+if [[ $changed -eq 1 ]]; then
+    for daemon in slurmd slurmctld; do
+        if [[ -f /run/$daemon.pid ]] && kill "$(cat /run/$daemon.pid)" 2>/dev/null; then
+            echo "start_slurm.sh: stopped $daemon to apply the new configuration"
+            for _ in $(seq 1 20); do pgrep -x "$daemon" >/dev/null || break; sleep 0.5; done
+        fi
+    done
 fi
 if ! pgrep -x slurmctld >/dev/null; then
     /usr/sbin/slurmctld
