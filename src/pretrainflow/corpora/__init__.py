@@ -1,0 +1,1 @@
+"""Text corpora for LLM pretraining: document sources, byte-level BPE tokenizer, megatron-core indexed datasets."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -125,6 +124,6 @@ def train_worker(argv: list[str]) -> int:
             dp_size=run.data_parallel(world),
         )
         loop = TrainLoop(run=run, spec=spec, engine=engine, stream=stream, root=args.checkpoint_dir, device=device)
-        return loop.train(max_steps=args.max_steps, started=time.time())
+        return loop.train(max_steps=args.max_steps)
     finally:
         teardown_world()

@@ -76,7 +76,8 @@ class TrainLoop:
         }
         llm_checkpoint.save(self.root, self.step, model, optimizer, common)
 
-    def train(self, *, max_steps: int | None, started: float) -> int:
+    def train(self, *, max_steps: int | None) -> int:
+        """Resume, train up to ``max_steps`` (or train_steps), checkpoint; 0 when finished, 75 when stopped early."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.resume()
         run, last = self.run, min(self.run.train_steps, max_steps or self.run.train_steps)
