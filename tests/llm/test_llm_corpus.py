@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from llm_helpers import cli
 
-from pretrainflow.corpora.sources import iter_documents, iter_shard
+from pretrainflow.corpora.sources import iter_documents, iter_shard, sample_documents
 from pretrainflow.corpora.spec import SourceSpec, check_corpus, corpus_from_dict
 from pretrainflow.errors import ConfigError, PretrainflowError
 
@@ -122,3 +122,14 @@ def test_cli_reports_bad_spec_in_one_line(tmp_path):
                "tokenizer": {"vocab_size": 300}}), "--out", str(tmp_path / "t.json"), check=False)  # fmt: skip
     assert proc.returncode == 2
     assert "corpora.source.kind: expected one of" in proc.stdout and "Traceback" not in proc.stdout
+
+
+def test_reservoir_sample_is_uniform_deterministic_and_ordered():
+    docs = [str(i) for i in range(1000)]
+    sample = sample_documents(iter(docs), 100, seed=0)
+    assert sample == sample_documents(iter(docs), 100, seed=0) and len(sample) == 100
+    assert [int(d) for d in sample] == sorted(int(d) for d in sample)  # stream order kept
+    assert sample != sample_documents(iter(docs), 100, seed=1)
+    # uniform: about half of the sample from each half of the stream (binomial sd = 5)
+    assert 35 <= sum(int(d) < 500 for d in sample) <= 65
+    assert sample_documents(iter(docs[:10]), 100, seed=0) == docs[:10]

@@ -45,7 +45,7 @@ def _spec(text: str):
 
 
 def run_train_tokenizer(args: argparse.Namespace) -> int:
-    from pretrainflow.corpora.sources import iter_documents
+    from pretrainflow.corpora.sources import iter_documents, sample_documents
     from pretrainflow.corpora.tokenizer import load_tokenizer, train_bpe
     from pretrainflow.io import atomic_write_bytes
 
@@ -57,7 +57,10 @@ def run_train_tokenizer(args: argparse.Namespace) -> int:
             atomic_write_bytes(args.out, handle.read())
         print(f"[corpora] {spec.name}: using tokenizer {spec.tokenizer.path}")
         return 0
-    train_bpe(iter_documents(spec.source), spec.tokenizer.vocab_size, args.out, spec.tokenizer.min_frequency)
+    documents = iter_documents(spec.source)
+    if spec.tokenizer.sample_documents:
+        documents = sample_documents(documents, spec.tokenizer.sample_documents, spec.seed)
+    train_bpe(documents, spec.tokenizer.vocab_size, args.out, spec.tokenizer.min_frequency)
     print(f"[corpora] {spec.name}: trained a {spec.tokenizer.vocab_size}-token BPE in {time.time() - start:.1f} s")
     return 0
 

@@ -19,8 +19,9 @@ import ast
 import importlib.util
 import inspect
 import json
+import random
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -54,6 +55,24 @@ def iter_shard(source: SourceSpec, shard: int, num_shards: int) -> Iterator[str]
     if not 0 <= shard < num_shards:
         raise PretrainflowError(f"shard {shard} outside 0..{num_shards - 1}")
     return islice(iter_documents(source), shard, None, num_shards)
+
+
+def sample_documents(documents: Iterable[str], k: int, seed: int) -> list[str]:
+    """A uniform sample of ``k`` documents from a stream of unknown length, in stream order (reservoir sampling).
+
+    One pass, memory for ``k`` documents: how the tokenizer of a 100 B-token corpus is trained on, say, 2 M documents.
+    Deterministic for a given seed and stream.
+    """
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, str]] = []
+    for i, doc in enumerate(documents):
+        if i < k:
+            reservoir.append((i, doc))
+        else:
+            j = rng.randint(0, i)  # keep document i with probability k / (i + 1)
+            if j < k:
+                reservoir[j] = (i, doc)
+    return [doc for _, doc in sorted(reservoir)]
 
 
 def _stdlib_files() -> list[Path]:

@@ -53,8 +53,14 @@ class TokenizerSpec:
     vocab_size: int | None = None
     path: str | None = None
     min_frequency: int = 2
+    sample_documents: int | None = None  # train on a seeded uniform sample of this many documents (large corpora)
 
     def __post_init__(self) -> None:
+        expect(
+            self.sample_documents is None or (isinstance(self.sample_documents, int) and self.sample_documents >= 1),
+            "tokenizer.sample_documents",
+            f"expected an integer >= 1 or null, got {self.sample_documents!r}",
+        )
         expect(
             (self.vocab_size is None) != (self.path is None),
             "tokenizer",
@@ -142,7 +148,11 @@ def resolved_dict(corpus: CorpusSpec) -> dict[str, Any]:
     if corpus.source.max_documents is not None:
         source["max_documents"] = corpus.source.max_documents
     tokenizer: dict[str, Any] = (
-        {"vocab_size": corpus.tokenizer.vocab_size, "min_frequency": corpus.tokenizer.min_frequency}
+        {
+            "vocab_size": corpus.tokenizer.vocab_size,
+            "min_frequency": corpus.tokenizer.min_frequency,
+            "sample_documents": corpus.tokenizer.sample_documents,
+        }  # fmt: skip
         if corpus.tokenizer.path is None
         else {"path": corpus.tokenizer.path}
     )
