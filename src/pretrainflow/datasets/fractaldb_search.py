@@ -75,8 +75,9 @@ def search_systems(
         choice = np.stack([c for _, c in drawn])  # (B, N-1): contiguous rows, no strided writes
         if buffer is None or buffer.size < num_points * 2 * width:
             buffer = np.empty(num_points * 2 * width)  # reused by later batches (no fresh page faults)
+            canvas = np.zeros(width * size * size, dtype=bool)
         bounds: list = []
-        rates = ifs.fill_rates(ifs.iterate(coefs, choice, bounds, out=buffer), size, pad, bounds)
+        rates = ifs.fill_rates(ifs.iterate(coefs, choice, bounds, out=buffer), size, pad, bounds, canvas)
         for (maps, _), rate in zip(drawn, rates, strict=True):
             trial += 1
             if rate >= fill_rate and len(accepted) < num_classes:

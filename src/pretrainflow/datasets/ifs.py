@@ -184,19 +184,24 @@ def quantise_batch(points: np.ndarray, size: int, pad: int) -> list[tuple[np.nda
 FILL_ROWS = 128  # points quantised at once per batch: 128 x 2 x B float64 (1 MB at B = 512) stays in cache
 
 
-def fill_rates(points: np.ndarray, size: int, pad: int, bounds=None) -> np.ndarray:
+def fill_rates(points: np.ndarray, size: int, pad: int, bounds=None, canvas: np.ndarray | None = None) -> np.ndarray:
     """Fraction of the size x size canvas hit by at least one point, per trajectory (0 for a diverged one).
 
     Overwrites ``points``. All trajectories share one boolean canvas of B * size * size (67 MB at B = 256, 512 px).
     The published arithmetic runs on blocks of FILL_ROWS points so that its passes stay in cache. ``bounds``: the
-    (min, max) pair from ``iterate(..., bounds=[])``, saving two passes.
+    (min, max) pair from ``iterate(..., bounds=[])``, saving two passes. ``canvas``: a reusable bool buffer of at least
+    B * size * size (a fresh one costs its page faults on every batch).
     """
     width, area = points.shape[2], size * size
     (low, high), finite, diverged = _split_finite(points, size, pad, bounds)
     shift = np.where(low < 0.0, low, 0.0)  # (2, B), as in quantise
     span = (high - shift) - (low - shift)
     column = np.arange(width, dtype=np.int32) * area  # flat canvas offset of each trajectory (B * area < 2**31)
-    canvas = np.zeros(width * area, dtype=bool)
+    if canvas is None or canvas.size < width * area:
+        canvas = np.zeros(width * area, dtype=bool)
+    else:
+        canvas = canvas[: width * area]
+        canvas[:] = False
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for start in range(0, len(points), FILL_ROWS):
             block = points[start : start + FILL_ROWS]  # (rows, 2, B), scaled in place
