@@ -21,7 +21,7 @@ import numpy as np
 # with ``r <= cumsum(p)[j]``; if rounding leaves cumsum(p)[-1] < r no map is chosen and the point repeats. Selecting
 # the identity in that case reproduces it exactly.
 IDENTITY = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-CHUNK_STEPS = 1024  # steps whose coefficients are gathered at once: 1024 * B * 6 * 8 bytes (12.6 MB at B = 256)
+CHUNK_STEPS = 1024  # steps whose coefficients are gathered at once: 1024 * B * 6 * 8 bytes (25 MB at B = 512)
 
 
 def sequential_cumsum(p: np.ndarray) -> np.ndarray:
@@ -187,7 +187,7 @@ FILL_ROWS = 128  # points quantised at once per batch: 128 x 2 x B float64 (1 MB
 def fill_rates(points: np.ndarray, size: int, pad: int, bounds=None, canvas: np.ndarray | None = None) -> np.ndarray:
     """Fraction of the size x size canvas hit by at least one point, per trajectory (0 for a diverged one).
 
-    Overwrites ``points``. All trajectories share one boolean canvas of B * size * size (67 MB at B = 256, 512 px).
+    Overwrites ``points``. All trajectories share one boolean canvas of B * size * size (134 MB at B = 512, 512 px).
     The published arithmetic runs on blocks of FILL_ROWS points so that its passes stay in cache. ``bounds``: the
     (min, max) pair from ``iterate(..., bounds=[])``, saving two passes. ``canvas``: a reusable bool buffer of at least
     B * size * size (a fresh one costs its page faults on every batch).
