@@ -36,11 +36,26 @@ def test_jsonl_and_text_sources(jsonl, tmp_path):
     ]
 
 
-def test_shards_partition_the_stream(jsonl):
+@pytest.mark.parametrize("num_shards", [1, 2, 3, 7, 25])
+def test_jsonl_byte_range_shards_partition_the_input_in_order(jsonl, tmp_path, num_shards):
     path, docs = jsonl
-    source = SourceSpec(kind="jsonl", paths=(str(path),))
+    second = tmp_path / "more.jsonl"  # a second file with multi-byte text and a blank line
+    extra = ["naïve café — ünïcode " * (i + 1) for i in range(5)]
+    second.write_text("\n".join(json.dumps({"text": d}) for d in extra[:2]) + "\n\n" +
+                      "".join(json.dumps({"text": d}) + "\n" for d in extra[2:]))  # fmt: skip
+    source = SourceSpec(kind="jsonl", paths=(str(path), str(second)))
+    shards = [list(iter_shard(source, k, num_shards)) for k in range(num_shards)]
+    assert sum(shards, []) == docs + extra  # every document once, in input order
+    if num_shards <= 3:
+        assert all(shards)  # byte ranges much larger than a line: no empty shard
+
+
+def test_modulo_shards_for_other_sources(tmp_path):
+    text = tmp_path / "a.txt"
+    text.write_text("\n\n".join(f"block {i}" for i in range(10)))
+    source = SourceSpec(kind="text", paths=(str(text),))
     shards = [list(iter_shard(source, k, 3)) for k in range(3)]
-    assert sorted(sum(shards, [])) == sorted(docs) and shards[1][0] == docs[1]
+    assert shards[1] == ["block 1", "block 4", "block 7"]
 
 
 def test_bad_jsonl_line_names_file_and_line(tmp_path):
@@ -101,18 +116,17 @@ def test_tokenizer_shards_and_merge(jsonl, tmp_path):
     assert tokenizer.decode(tokenizer.encode(docs[3]).ids) == docs[3]  # byte-level: lossless round trip
     prefixes = [tmp_path / "shards" / f"shard-{k:05d}" for k in range(2)]
     counts = [build_shard(spec, k, tok_path, prefixes[k]) for k in range(2)]
-    assert [c["documents"] for c in counts] == [5, 5]
+    assert sum(c["documents"] for c in counts) == 10 and min(c["documents"] for c in counts) >= 4
     manifest = merge_shards(spec, prefixes, tok_path, tmp_path / "out")
     assert manifest["documents"] == 10 and manifest["tokens"] == sum(c["tokens"] for c in counts)
     merged = IndexedDataset(str(tmp_path / "out" / "web_text_document"))
     assert merged.index.dtype == np.uint16  # 300 ids fit in 2 bytes
-    # merged order = shard 0 (docs 0, 2, 4, ...) then shard 1; each document ends with the EOD token (id 0)
+    # merged order = input order (byte-range shards); each document ends with the EOD token
     eod = tokenizer.token_to_id("<|endoftext|>")
     assert merged[0][-1] == eod and tokenizer.decode(merged[0][:-1].tolist()) == docs[0]
-    assert tokenizer.decode(merged[5][:-1].tolist()) == docs[1]
-    # sharded build == the same documents built in one go, in the same order
-    order = [docs[i] for i in (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)]
-    write_indexed(order, tok_path, tmp_path / "single")
+    assert tokenizer.decode(merged[7][:-1].tolist()) == docs[7]
+    # sharded build == the same documents built in one go
+    write_indexed(docs, tok_path, tmp_path / "single")
     assert (tmp_path / "single.bin").read_bytes() == (tmp_path / "out" / "web_text_document.bin").read_bytes()
     assert json.loads((tmp_path / "out" / "config.json").read_text())["name"] == "web"
 
@@ -133,3 +147,10 @@ def test_reservoir_sample_is_uniform_deterministic_and_ordered():
     # uniform: about half of the sample from each half of the stream (binomial sd = 5)
     assert 35 <= sum(int(d) < 500 for d in sample) <= 65
     assert sample_documents(iter(docs[:10]), 100, seed=0) == docs[:10]
+
+
+def test_bad_line_in_a_byte_shard_names_file_and_offset(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "fine"}\nnot json\n')
+    with pytest.raises(PretrainflowError, match=r"bad.jsonl \(byte 17\): expected a JSON object"):
+        list(iter_shard(SourceSpec(kind="jsonl", paths=(str(path),)), 0, 1))

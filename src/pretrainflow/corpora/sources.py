@@ -9,8 +9,11 @@
 - ``jsonl``: one JSON object per line, the text under ``text_key`` (default ``text``); files in the order given.
 - ``text``: plain UTF-8 files; each blank-line-separated block is one document.
 
-Sharding: document ``i`` of the stream belongs to shard ``i % num_shards``, so every shard job reads the stream but
-tokenizes only its own part; merging shards 0..N-1 in order gives a deterministic dataset.
+Sharding (one tokenize job per shard; merging shards 0..N-1 in order gives a deterministic dataset):
+- ``jsonl`` (web-scale corpora): byte ranges. The inputs are treated as one byte stream of S bytes; shard k owns the
+  lines that start in [k*S/N, (k+1)*S/N), so each job reads only about S/N bytes and the merged order is the input order.
+- other kinds, or any ``max_documents`` cap: document ``i`` of the stream belongs to shard ``i % N`` (each job reads the
+  whole stream and tokenizes its part; these corpora are small).
 """
 
 from __future__ import annotations
@@ -51,10 +54,37 @@ def iter_documents(source: SourceSpec) -> Iterator[str]:
 
 
 def iter_shard(source: SourceSpec, shard: int, num_shards: int) -> Iterator[str]:
-    """The documents of shard ``shard`` of ``num_shards``: those at stream positions ``i % num_shards == shard``."""
+    """The documents of shard ``shard`` of ``num_shards`` (byte ranges for jsonl, else ``i % num_shards``)."""
     if not 0 <= shard < num_shards:
         raise PretrainflowError(f"shard {shard} outside 0..{num_shards - 1}")
+    if source.kind == "jsonl" and not source.max_documents:
+        return _jsonl_byte_shard(source, shard, num_shards)
     return islice(iter_documents(source), shard, None, num_shards)
+
+
+def _jsonl_byte_shard(source: SourceSpec, shard: int, num_shards: int) -> Iterator[str]:
+    """Documents of the lines starting inside this shard's byte range of the concatenated inputs."""
+    for path in source.paths:
+        _open_input(path).close()  # a missing file is named before any arithmetic
+    sizes = [Path(path).stat().st_size for path in source.paths]
+    total = sum(sizes)
+    lo, hi = total * shard // num_shards, total * (shard + 1) // num_shards
+    base = 0
+    for path, size in zip(source.paths, sizes, strict=True):
+        start, end = max(lo - base, 0), min(hi - base, size)  # line starts owned by this shard, local offsets
+        base += size
+        if start >= end:
+            continue
+        with open(path, "rb") as handle:
+            if start > 0:
+                handle.seek(start - 1)
+                handle.readline()  # skip the line that started before `start` (it belongs to the previous shard)
+            pos = handle.tell()
+            while pos < end and (raw := handle.readline()):
+                text = _jsonl_text(raw.decode("utf-8"), source.text_key, f"{path} (byte {pos})")
+                pos += len(raw)
+                if text is not None:
+                    yield text
 
 
 def sample_documents(documents: Iterable[str], k: int, seed: int) -> list[str]:
@@ -127,18 +157,22 @@ def jsonl_documents(source: SourceSpec) -> Iterator[str]:
     for path in source.paths:
         with _open_input(path) as handle:
             for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line)[source.text_key]
-                except (json.JSONDecodeError, KeyError, TypeError) as err:
-                    raise PretrainflowError(
-                        f"{path}:{lineno}: expected a JSON object with a string field {source.text_key!r} ({err!r})"
-                    ) from None
-                if not isinstance(text, str):
-                    raise PretrainflowError(f"{path}:{lineno}: field {source.text_key!r} is not a string")
-                if text.strip():
+                text = _jsonl_text(line, source.text_key, f"{path}:{lineno}")
+                if text is not None:
                     yield text
+
+
+def _jsonl_text(line: str, key: str, where: str) -> str | None:
+    """The document of one JSONL line (None for blank lines or empty text); errors name file and line/byte."""
+    if not line.strip():
+        return None
+    try:
+        text = json.loads(line)[key]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise PretrainflowError(f"{where}: expected a JSON object with a string field {key!r} ({err!r})") from None
+    if not isinstance(text, str):
+        raise PretrainflowError(f"{where}: field {key!r} is not a string")
+    return text if text.strip() else None
 
 
 @register_source("text")
