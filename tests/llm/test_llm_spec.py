@@ -88,4 +88,7 @@ def test_pipeline_parallel_on_cpu_is_refused_before_launch(tmp_path):
                               checkpoints=tmp_path / "ck", max_steps=None)  # fmt: skip
     with pytest.raises(ConfigError, match=r"pretrain.t.parallel.pipeline: 2 needs CUDA"):
         run_pretrain(args)
+    args.spec = json.dumps(run_spec(parallel={"tensor": 2, "sequence_parallel": True}, devices={"cpu_ranks": 2}))
+    with pytest.raises(ConfigError, match=r"pretrain.t.parallel.sequence_parallel: needs CUDA"):
+        run_pretrain(args)
     assert not (tmp_path / "ck").exists()

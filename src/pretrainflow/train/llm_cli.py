@@ -59,11 +59,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     spec = json.loads(args.spec)
     run = llm_run_from_dict(spec)
     cuda = torch.cuda.is_available()
-    if not cuda and run.pipeline > 1:
-        from pretrainflow.errors import ConfigError
-
-        raise ConfigError(f"pretrain.{run.run_id}.parallel.pipeline: {run.pipeline} needs CUDA "
-                          "(megatron-core's pipeline schedules allocate CUDA tensors); use 1 on CPU")  # fmt: skip
+    if not cuda:
+        _refuse_gpu_only_features(run)
     root = checkpoint_dir(args.checkpoints, spec)
     worker_args = ["--spec", args.spec, "--corpora-dir", str(args.corpora_dir), "--checkpoint-dir", str(root)]
     if args.max_steps:
@@ -79,6 +76,18 @@ def run_pretrain(args: argparse.Namespace) -> int:
     print(f"[pretrain-llm] {run.run_id}: {summary['tokens']} tokens in {summary['wall_seconds']:.1f} s, "
           f"{summary['throughput']:.0f} tokens/s on {summary['devices']} -> {args.out}")  # fmt: skip
     return 0
+
+
+def _refuse_gpu_only_features(run) -> None:
+    """Clear errors before any process starts for what megatron-core cannot do on CPU / gloo."""
+    from pretrainflow.errors import ConfigError
+
+    where = f"pretrain.{run.run_id}.parallel"
+    if run.pipeline > 1:
+        raise ConfigError(f"{where}.pipeline: {run.pipeline} needs CUDA "
+                          "(megatron-core's pipeline schedules allocate CUDA tensors); use 1 on CPU")  # fmt: skip
+    if run.sequence_parallel:
+        raise ConfigError(f"{where}.sequence_parallel: needs CUDA (gloo has no reduce-scatter); use false on CPU")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
