@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 import pytest
-from llm_helpers import cli, read_losses
+from llm_helpers import cli, pretrain, read_losses, run_spec
 from safetensors.torch import load_file
 
 
@@ -65,3 +65,13 @@ def test_evaluate_writes_perplexity_rows(corpora_dir, tp2_run, tmp_path):
     assert rows["dataset_checksum"].notna().all() and rows["config_hash"].notna().all()
     manifest = json.loads((corpora_dir / "docs" / "manifest.json").read_text())
     assert rows["dataset_checksum"].iloc[0] == manifest["checksum"]
+
+
+def test_data_parallel_2_matches_single_process(corpora_dir, tp1_run, tmp_path):
+    # 2 data-parallel ranks (TP=1): each takes half of every global batch, gradients are averaged over gloo
+    spec = run_spec("dp2", tensor=1, ranks=2)
+    _, out, root = pretrain(corpora_dir, tmp_path, spec)
+    loss1, loss_dp = read_losses(tp1_run[2]), read_losses(root)
+    for step in loss1:
+        assert loss_dp[step] == pytest.approx(loss1[step], abs=2e-4), f"step {step}"
+    assert json.loads((out / "summary.json").read_text())["parallel"] == {"tensor": 1, "pipeline": 1, "data": 2}
