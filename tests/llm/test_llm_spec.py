@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from llm_helpers import REPO, run_spec
 
@@ -92,3 +94,12 @@ def test_pipeline_parallel_on_cpu_is_refused_before_launch(tmp_path):
     with pytest.raises(ConfigError, match=r"pretrain.t.parallel.sequence_parallel: needs CUDA"):
         run_pretrain(args)
     assert not (tmp_path / "ck").exists()
+
+
+def test_missing_corpus_is_one_clear_line(tmp_path):
+    from llm_helpers import cli
+
+    proc = cli("pretrain-llm", "--spec", json.dumps(run_spec()), "--out", str(tmp_path / "out"), "--corpora-dir",
+               str(tmp_path / "nowhere"), "--checkpoints", str(tmp_path / "ck"), check=False)  # fmt: skip
+    assert proc.returncode == 2
+    assert "docs_text_document.idx: indexed corpus not found" in proc.stdout and "Traceback" not in proc.stdout

@@ -1,4 +1,4 @@
-"""Tensor parallel 2 over 2 gloo ranks trains the same model as tensor parallel 1, and the published run is complete."""
+"""TP=2 and DP=2 over 2 gloo ranks train the same model as one process; the published run and its rows are complete."""
 
 from __future__ import annotations
 

@@ -52,6 +52,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     from pretrainflow.corpora.tokenizer import load_tokenizer
     from pretrainflow.launch import run_distributed, world_from_env
+    from pretrainflow.train.llm_data import blend_prefixes
     from pretrainflow.train.llm_publish import publish
     from pretrainflow.train.llm_spec import llm_run_from_dict
     from pretrainflow.train.signals import EXIT_CHECKPOINTED
@@ -61,6 +62,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     cuda = torch.cuda.is_available()
     if not cuda:
         _refuse_gpu_only_features(run)
+    # Inputs checked here, so a missing corpus is one clear line instead of a traceback per rank.
+    blend_prefixes(args.corpora_dir, run.blend)
+    vocab_size = load_tokenizer(args.corpora_dir / run.corpus / "tokenizer.json").get_vocab_size()
     root = checkpoint_dir(args.checkpoints, spec)
     worker_args = ["--spec", args.spec, "--corpora-dir", str(args.corpora_dir), "--checkpoint-dir", str(root)]
     if args.max_steps:
@@ -71,7 +75,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if code == EXIT_CHECKPOINTED:
             print(f"[pretrain-llm] {run.run_id}: checkpointed, not finished; rerun to resume from {root}")
         return code
-    vocab_size = load_tokenizer(args.corpora_dir / run.corpus / "tokenizer.json").get_vocab_size()
     summary = publish(run, vocab_size, root, args.out)
     print(f"[pretrain-llm] {run.run_id}: {summary['tokens']} tokens in {summary['wall_seconds']:.1f} s, "
           f"{summary['throughput']:.0f} tokens/s on {summary['devices']} -> {args.out}")  # fmt: skip
