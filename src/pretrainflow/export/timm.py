@@ -82,18 +82,21 @@ def export_timm(model_path: Path, out: Path) -> None:
         raise PretrainflowError(
             f"{model_path}: does not match timm's VisionTransformer layout (first differences: {diff[:5]})"
         )
+    # timm.create_model(name, **timm_kwargs) builds the matching architecture (img_size etc. for the CPU variants).
+    timm_kwargs = {
+        "img_size": cfg["image_size"],
+        "patch_size": cfg["patch_size"],
+        "embed_dim": cfg["embed_dim"],
+        "depth": cfg["depth"],
+        "num_heads": cfg["num_heads"],
+        "mlp_ratio": cfg["mlp_ratio"],
+        "num_classes": cfg["num_classes"],
+        "in_chans": cfg["in_chans"],
+    }
     timm_meta = {
         "format": "pt",
-        "timm_architecture": cfg.get("timm_name") or "vit (custom size)",
-        "timm_kwargs": json.dumps(
-            {
-                k: cfg[k]
-                for k in ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "num_classes", "in_chans")
-                if k in cfg
-            }
-            | {"img_size": cfg["image_size"], "mlp_ratio": cfg["mlp_ratio"]},
-            sort_keys=True,
-        ),
+        "timm_architecture": cfg.get("timm_name") or "vit_tiny_patch16_224",
+        "timm_kwargs": json.dumps(timm_kwargs, sort_keys=True),
     }
     from pretrainflow.io import atomic_path
 
