@@ -119,35 +119,3 @@ def test_job_deleted_while_pending_fails_after_grace(sge, tmp_path):
     assert commands.status("tsubame", held, workdir=tmp_path, grace_s=2) == "running"
     time.sleep(2.5)
     assert commands.status("tsubame", held, workdir=tmp_path, grace_s=2) == "failed"
-
-
-def _running_sge_job(name_fragment: str) -> str | None:
-    states = gridengine.parse_qstat_xml(subprocess.run(gridengine.qstat_argv(), capture_output=True, text=True).stdout)
-    listing = subprocess.run(["qstat", "-u", "*"], capture_output=True, text=True).stdout
-    for line in listing.splitlines()[2:]:
-        fields = line.split()
-        if len(fields) > 4 and fields[2].startswith(name_fragment) and states.get(fields[0]) == "r":
-            return fields[0]
-    return None
-
-
-@pytest.mark.slow
-def test_qdel_mid_run_is_retried_and_nothing_is_lost(sge, tmp_path):
-    profile = derive_profile("tsubame", tmp_path / "profile", FAST, STOCK_SGE)
-    work = tmp_path / "work"
-    argv = snakemake_argv(profile, work, config={"parts": "'0 1 2'", "slow_part": 1})
-    with subprocess.Popen(
-        argv, env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
-    ) as proc:
-        job_id = wait_until(lambda: _running_sge_job("pf.part.1"), 90, what="part 1 running in Grid Engine")
-        time.sleep(2)  # let it get well into its 60 s sleep
-        subprocess.run(["qdel", job_id], check=True, capture_output=True)
-        output, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, output[-4000:]
-    parts = _parts(work)
-    assert sorted(parts) == ["0", "1", "2"], parts
-    assert parts["1"]["attempt"] == "2" and parts["1"]["job"] != job_id
-    assert parts["0"]["attempt"] == "1" and parts["2"]["attempt"] == "1"
-    # the cancelled job's accounting record says it was deleted while running (failed 100) or killed by a signal
-    acct = subprocess.run(["qacct", "-j", job_id], capture_output=True, text=True).stdout
-    assert gridengine.parse_qacct(acct) == "failed", acct

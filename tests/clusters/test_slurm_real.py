@@ -1,7 +1,7 @@
 """The toy study through a profile derived from profiles/slurm, on the real Slurm started by scripts/start_slurm.sh.
 
-Shows: jobs are accepted and their status is read with squeue (no accounting here); a job cancelled with scancel while
-running fails, Snakemake resubmits it (restart-times), and the study completes with every result present once.
+Shows: jobs are accepted and their status is read with squeue (no accounting here). The cancelled-job retry runs on the
+project's own test study (test_study_on_schedulers.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from cluster_helpers import derive_profile, snakemake_argv, snakemake_env, wait_until
+from cluster_helpers import derive_profile, snakemake_argv, snakemake_env
 
 pytestmark = pytest.mark.slurm
 
@@ -48,35 +48,3 @@ def test_toy_study_completes_on_slurm(slurm, tmp_path):
     parts = _parts(work)
     assert sorted(parts) == ["0", "1"]
     assert all(row["job"].isdigit() for row in parts.values()), parts  # ran inside Slurm jobs (SLURM_JOB_ID set)
-
-
-def _running_job_of(comment_fragment: str) -> str | None:
-    out = subprocess.run(["squeue", "--noheader", "--format=%i %T %k"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        job_id, state, comment = (line.split(None, 2) + ["", ""])[:3]
-        if state == "RUNNING" and comment_fragment in comment:
-            return job_id
-    return None
-
-
-@pytest.mark.slow
-def test_scancel_mid_run_is_retried_and_nothing_is_lost(slurm, tmp_path):
-    profile = derive_profile("slurm", tmp_path / "profile", FAST, {"mem_mb": 200})
-    work = tmp_path / "work"
-    argv = snakemake_argv(profile, work, config={"parts": "'0 1 2'", "slow_part": 1})
-    with subprocess.Popen(
-        argv, env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
-    ) as proc:
-        # the slow part sleeps 60 s on its first attempt: cancel it while it runs
-        job_id = wait_until(lambda: _running_job_of("rule_part_wildcards_1"), 90, what="part 1 running in Slurm")
-        subprocess.run(["scancel", job_id], check=True)
-        output, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, output[-4000:]
-    parts = _parts(work)
-    assert sorted(parts) == ["0", "1", "2"], parts  # every result present, each once
-    assert parts["1"]["attempt"] == "2" and parts["1"]["job"] != job_id  # the retry produced it, in a new job
-    assert parts["0"]["attempt"] == "1" and parts["2"]["attempt"] == "1"  # the others were not rerun
-    state = subprocess.run(
-        ["squeue", "--noheader", "--states=all", "--format=%T", "--jobs", job_id], capture_output=True, text=True
-    ).stdout.strip()
-    assert state == "CANCELLED", state

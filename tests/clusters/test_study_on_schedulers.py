@@ -1,0 +1,75 @@
+"""The project's own test study (config/test.yaml, the real Snakefile and rules) on the real Slurm and Grid Engine,
+through profiles derived from profiles/slurm and profiles/tsubame. Its dataset branch (search_categories -> 2 x
+render_shard -> dataset_manifest) runs as scheduler jobs; one render_shard job is cancelled while it runs (scancel /
+qdel); Snakemake retries it and the finished dataset is byte-identical (same checksum) to an uninterrupted build."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+from cluster_helpers import REPO, VENV_BIN, derive_profile, snakemake_env, wait_until
+
+from pretrainflow.schedulers import sge as gridengine
+
+TARGET = "results/datasets/fdb-test/manifest.json"
+FAST = {"seconds-between-status-checks": 2, "max-status-checks-per-second": 5, "latency-wait": 10, "jobs": 4,
+        "restart-times": 1, "keep-going": False}  # fmt: skip
+SITES = {
+    "slurm": ({**FAST, "slurm-init-seconds-before-status-checks": 2}, {"mem_mb": 1000}),
+    "tsubame": (
+        {**FAST, "cluster-generic-status-cmd": "pretrainflow sched status --site tsubame --grace-seconds 20"},
+        {"mem_mb": 1000, "site_group_flag": "none", "site_walltime_signal": "s_rt", "site_signal_margin_s": 60},
+    ),
+}
+
+
+def _running_render_job(site: str) -> str | None:
+    if site == "slurm":
+        out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True).stdout
+        return next((line.split()[0] for line in out.splitlines() if "render_shard" in line), None)
+    # job names are long (pf.render_shard.fdb-test.00000): read them from the XML, the plain listing truncates them
+    root = ET.fromstring(subprocess.run(gridengine.qstat_argv(), capture_output=True, text=True).stdout)
+    for job in root.iter("job_list"):
+        if "render_shard" in (job.findtext("JB_name") or "") and job.findtext("state") == "r":
+            return job.findtext("JB_job_number")
+    return None
+
+
+def _uninterrupted_checksum(tmp_path) -> str:
+    from pretrainflow.config import load_study
+
+    spec = load_study(REPO / "config" / "test.yaml").spec_json("datasets", "fdb-test")
+    out = tmp_path / "reference"
+    subprocess.run([str(VENV_BIN / "pretrainflow"), "datasets", "build", "--spec", spec, "--out", str(out)],
+                   check=True, capture_output=True)  # fmt: skip
+    return json.loads((out / "manifest.json").read_text())["dataset_checksum"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site", ["slurm", "tsubame"])
+def test_test_study_dataset_survives_a_cancelled_job(site, request, tmp_path):
+    request.getfixturevalue("slurm" if site == "slurm" else "sge")  # skip with the reason if not running
+    overrides, resources = SITES[site]
+    profile = derive_profile(site, tmp_path / "profile", overrides, resources)
+    work = tmp_path / "work"
+    argv = [str(VENV_BIN / "snakemake"), TARGET, "-s", str(REPO / "Snakefile"), "-d", str(work), "--profile",
+            str(profile), "--workflow-profile", "none", "--configfile", str(REPO / "config" / "test.yaml")]  # fmt: skip
+    with subprocess.Popen(argv, env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          cwd=tmp_path) as proc:  # fmt: skip
+        job_id = wait_until(lambda: _running_render_job(site), 240, what=f"a render_shard job running on {site}")
+        cancel = ["scancel", job_id] if site == "slurm" else ["qdel", job_id]
+        subprocess.run(cancel, check=True, capture_output=True)
+        output, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, output[-4000:]
+    # two shards + one retry of the cancelled one (Snakemake prints a "rule render_shard:" block per submission)
+    submissions = [line for line in output.splitlines() if line.strip() == "rule render_shard:"]
+    assert len(submissions) == 3, output[-4000:]
+    assert "Error in rule render_shard:" in output  # the cancelled attempt was seen as failed
+    verify = subprocess.run([str(VENV_BIN / "pretrainflow"), "datasets", "verify", str(work / "results/datasets/fdb-test")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    manifest = json.loads((work / TARGET).read_text())
+    assert manifest["dataset_checksum"] == _uninterrupted_checksum(tmp_path)  # nothing lost, nothing different
