@@ -131,7 +131,7 @@ def test_hostile_values_reach_qsub_as_single_argv_items(tmp_path, monkeypatch, c
             },
             {"run": value},
         )
-        job_id = commands.submit("abci", script, ["12.pbs1"], workdir=workdir)
+        job_id = commands.submit("abci", script, [], workdir=workdir)
         assert job_id == "77.pbs1"
         argv = json.loads((tmp_path / "qsub.log").read_text().splitlines()[-1])
         assert argv[argv.index("-P") + 1] == "gaa50000"
@@ -151,3 +151,26 @@ def test_control_characters_in_extra_arguments_are_refused(canary):
         if any(ord(ch) < 32 for ch in value.strip()):  # leading/trailing whitespace is trimmed, inner is refused
             with pytest.raises(ConfigError, match="site_extra"):
                 settings_from({"site_extra": value}, env={})
+
+
+FAKE_QSTAT = r"""#!{python}
+# qstat -x -f -F json <id>: 1.pbs1 finished, 2.pbs1 running (the documented document shape)
+import json, sys
+state = {"1.pbs1": {"job_state": "F", "Exit_status": 0}, "2.pbs1": {"job_state": "R"}}[sys.argv[-1]]
+print(json.dumps({"Jobs": {sys.argv[-1]: state}}))
+"""
+
+
+def test_pbs_dependencies_on_finished_jobs_are_dropped(tmp_path, monkeypatch):
+    # Snakemake passes the ids of all input jobs; PBS would refuse afterok on the finished one
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("qsub", FAKE_QSUB), ("qstat", FAKE_QSTAT)):
+        (bin_dir / name).write_text(text.replace("{python}", sys.executable))
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_QSUB_LOG", str(tmp_path / "qsub.log"))
+    script = _fake_snakemake_script(tmp_path / "snakejob.sh", {"site_group": "gaa50000"}, {})
+    commands.submit("abci", script, ["1.pbs1", "2.pbs1"], workdir=tmp_path)
+    argv = json.loads((tmp_path / "qsub.log").read_text().splitlines()[-1])
+    assert argv[argv.index("-W") + 1] == "depend=afterok:2.pbs1"

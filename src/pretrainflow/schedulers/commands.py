@@ -85,6 +85,10 @@ def prepare_submit(site: str, snakemake_script: Path, dependencies: list[str], w
 def submit(site: str, snakemake_script: Path, dependencies: list[str], workdir: Path | None = None) -> str:
     """Submit a Snakemake job script; return the scheduler's job id."""
     workdir = Path(workdir or os.getcwd()).resolve()
+    for dep in dependencies:
+        check_job_id(dep, "dependencies")
+    if site == "abci":
+        dependencies = pending_pbs_dependencies(dependencies)
     prepared = prepare_submit(site, Path(snakemake_script).resolve(), dependencies, workdir)
     job = prepared.job
     text = jobscript.render(
@@ -98,7 +102,10 @@ def submit(site: str, snakemake_script: Path, dependencies: list[str], workdir: 
     job.log.parent.mkdir(parents=True, exist_ok=True)
     job.script.write_text(text)
     job.script.chmod(0o755)
-    result = subprocess.run(prepared.argv, capture_output=True, text=True, cwd=workdir)
+    try:
+        result = subprocess.run(prepared.argv, capture_output=True, text=True, cwd=workdir)
+    except FileNotFoundError:
+        raise PretrainflowError(f"{prepared.argv[0]}: command not found (is this a login node of {site}?)") from None
     if result.returncode != 0:
         raise PretrainflowError(f"{prepared.argv[0]} failed ({result.returncode}): {result.stderr.strip()}")
     job_id = check_job_id(SITE_SCHEDULER[site][1].parse_submit_output(result.stdout), "submitted job id")
@@ -108,8 +115,18 @@ def submit(site: str, snakemake_script: Path, dependencies: list[str], workdir: 
     return job_id
 
 
+def pending_pbs_dependencies(dependencies: list[str]) -> list[str]:
+    """The dependencies that have not finished yet. Snakemake hands over the ids of every input's job, and without
+    --immediate-submit those have already succeeded; PBS refuses `-W depend=afterok:<id>` on a finished job, while Grid
+    Engine ignores a -hold_jid on one (checked on the test cluster), so only PBS needs this filter."""
+    return [dep for dep in dependencies if pbs.parse_status(_run(pbs.status_argv(dep)).stdout, dep) == "running"]
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True)
+    try:
+        return subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise PretrainflowError(f"{argv[0]}: command not found (is this a login node of the site's scheduler?)") from None
 
 
 def _exit_file_status(workdir: Path, job_id: str) -> str | None:
