@@ -173,3 +173,16 @@ def test_layout_inside_a_real_gridengine_job(sge, tmp_path):
     assert layout["scheduler"] == "sge" and layout["job_id"] == job_id
     assert layout["slots"] == [2] and len(layout["hosts"]) == 1  # from $PE_HOSTFILE: "<host> 2 all.q@<host> ..."
     assert layout["port"] == 10000 + int(job_id) % 50000
+
+
+def test_submitit_local_jobs_and_scheduler_variables_first(monkeypatch):
+    # inside submitit's local executor: its JobEnvironment answers
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+    monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "321")
+    for var in ("SUBMITIT_LOCAL_NTASKS", "SUBMITIT_LOCAL_GLOBAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    layout = discover_job(dict(os.environ))
+    assert (layout.scheduler, layout.job_id, layout.master_port) == ("submitit", "321", 10321)
+    # a submitit job run by our Grid Engine executor: JOB_ID decides, even where submitit has no plugin for it
+    layout = discover_job({"SUBMITIT_EXECUTOR": "sge", "JOB_ID": "77"}, hostname="vm")
+    assert (layout.scheduler, layout.job_id) == ("sge", "77")

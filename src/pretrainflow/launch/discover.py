@@ -1,10 +1,10 @@
 """Discover the job a process runs in: its nodes, this node's index, and a deterministic rendezvous address.
 
-Sources, first match wins:
-    submitit   SUBMITIT_EXECUTOR set: submitit.JobEnvironment() (hostnames, node index, job id)
+Sources, first match wins (the scheduler's own variables first: they are there whoever submitted the job):
     slurm      SLURM_JOB_ID: SLURM_JOB_NODELIST (compressed, e.g. "gpu[01-03,07]"), SLURM_NODEID
     pbs        PBS_JOBID: $PBS_NODEFILE (one line per MPI slot: the same host repeated mpiprocs times)
-    sge        JOB_ID + PE_HOSTFILE: "<host> <slots> <queue> <processors>" per line
+    sge        JOB_ID (+ PE_HOSTFILE: "<host> <slots> <queue> <processors>" per line)
+    submitit   SUBMITIT_EXECUTOR set (e.g. submitit's local executor): submitit.JobEnvironment()
     local      one node, this host
 MASTER_ADDR is the first host of the job; MASTER_PORT = 10000 + (numeric job id mod 50000), as the Swallow /
 llm-jp recipes do: every node computes the same address without talking to the others, and two jobs sharing a node
@@ -115,11 +115,6 @@ def _this_node(hosts: list[str], hostname: str | None = None) -> int:
 def discover_job(env: Mapping[str, str] | None = None, hostname: str | None = None) -> JobLayout:
     """The JobLayout of the current process (see the module docstring for the order of sources)."""
     env = os.environ if env is None else env
-    if env.get("SUBMITIT_EXECUTOR") == "slurm" or (env.get("SUBMITIT_EXECUTOR") and "SLURM_JOB_ID" not in env):
-        import submitit
-
-        job = submitit.JobEnvironment()
-        return JobLayout(scheduler="submitit", job_id=str(job.job_id), hosts=tuple(job.hostnames), node_rank=job.node)
     if "SLURM_JOB_ID" in env:
         hosts = expand_nodelist(env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or socket.gethostname())
         node = int(env["SLURM_NODEID"]) if "SLURM_NODEID" in env else _this_node(hosts, hostname)
@@ -144,4 +139,19 @@ def discover_job(env: Mapping[str, str] | None = None, hostname: str | None = No
         )
     if "JOB_ID" in env:  # a Grid Engine job without a parallel environment: one node
         return JobLayout(scheduler="sge", job_id=env["JOB_ID"], hosts=(hostname or socket.gethostname(),), node_rank=0)
+    if env.get("SUBMITIT_EXECUTOR"):
+        layout = _submitit_layout()
+        if layout is not None:
+            return layout
     return JobLayout(scheduler="local", job_id="", hosts=(hostname or socket.gethostname(),), node_rank=0)
+
+
+def _submitit_layout() -> JobLayout | None:
+    """The layout from submitit's JobEnvironment, or None where submitit cannot tell (no matching plugin)."""
+    import submitit
+
+    try:
+        job = submitit.JobEnvironment()
+    except RuntimeError:
+        return None
+    return JobLayout(scheduler="submitit", job_id=str(job.job_id), hosts=tuple(job.hostnames), node_rank=job.node)
