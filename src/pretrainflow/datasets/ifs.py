@@ -135,9 +135,9 @@ def quantise(
         v = points[:, axis] if in_place else points[:, axis].copy()
         low, high = low_all[axis], high_all[axis]
         shift = np.where(low < 0.0, low, 0.0)
-        # max/min of the shifted values without another pass: rounding of (v - shift) is monotone in v.
-        span = (high - shift) - (low - shift)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # huge finite values overflow, as published
+            # max/min of the shifted values without another pass: rounding of (v - shift) is monotone in v.
+            span = (high - shift) - (low - shift)
             v -= shift
             v /= span
             v *= span_px
@@ -195,7 +195,8 @@ def fill_rates(points: np.ndarray, size: int, pad: int, bounds=None, canvas: np.
     width, area = points.shape[2], size * size
     (low, high), finite, diverged = _split_finite(points, size, pad, bounds)
     shift = np.where(low < 0.0, low, 0.0)  # (2, B), as in quantise
-    span = (high - shift) - (low - shift)
+    with np.errstate(over="ignore"):
+        span = (high - shift) - (low - shift)
     column = np.arange(width, dtype=np.int32) * area  # flat canvas offset of each trajectory (B * area < 2**31)
     if canvas is None or canvas.size < width * area:
         canvas = np.zeros(width * area, dtype=bool)
