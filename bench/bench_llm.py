@@ -112,7 +112,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     sys.path.insert(0, str(REPO))
-    print(f"{'model':<10} {'tp':>2} {'ranks':>5} {'seq':>5} {'batch':>5} {'ms/step':>9} {'tokens/s':>9}  mfu     device")
+    print(
+        f"{'model':<10} {'tp':>2} {'ranks':>5} {'seq':>5} {'batch':>5} {'ms/step':>9} {'tokens/s':>9}  mfu     device"
+    )
     for model in args.model or ["gpt_micro", "gpt_mini"]:
         for tp in args.tp or [1, 2]:
             r = bench_one(model, tp, tp, args.seq_length, args.micro, args.vocab, args.steps, args.warmup)
