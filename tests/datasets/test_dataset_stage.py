@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from pretrainflow.datasets import OnTheFlyDataset, dataset_checksum, open_dataset
-from pretrainflow.datasets.build import build_dataset, read_categories, render_shard
+from pretrainflow.datasets.build import build_dataset, read_categories, render_shard, write_categories
 from pretrainflow.datasets.manifest import build_manifest, verify_dataset
-from pretrainflow.datasets.spec import resolve
+from pretrainflow.datasets.spec import resolve, resolved_dict
 from pretrainflow.errors import PretrainflowError
 
 
@@ -96,9 +96,11 @@ def test_manifest_rejects_missing_and_stale_shards(copy, tmp_path):
     shards = sorted((root / "shards").glob("*.tar"))
     with pytest.raises(PretrainflowError, match=r"num_shards = 3 \(shard 2\)"):
         build_manifest(spec, shards[:2], tmp_path / "m.json", root / "categories.parquet")
-    other = {**spec, "seed": 99}
+    other = {**spec, "seed": 99}  # same categories, other masks: the shards on disk are stale for it
+    ds, _, params = resolve(other)
+    write_categories(read_categories(root / "categories.parquet"), ds, params, tmp_path / "categories.parquet")
     with pytest.raises(PretrainflowError, match=r"shard-00000.tar: rendered from another spec"):
-        build_manifest(other, shards, tmp_path / "m.json", root / "categories.parquet")
+        build_manifest(other, shards, tmp_path / "m.json", tmp_path / "categories.parquet")
     assert not (tmp_path / "m.json").exists()
 
 
@@ -141,3 +143,15 @@ def test_npy_shards_hold_the_same_pixels(tiny_dataset, tmp_path):
     assert next(iter(members(raw / "shards" / "shard-00000.tar"))) == "00000_000000.npy"
     png, npy = open_dataset(root), open_dataset(raw)
     assert all(torch.equal(png[i][0], npy[i][0]) for i in range(len(png)))
+
+
+def test_categories_of_another_spec_are_refused(tiny_dataset, tmp_path):
+    root, spec = tiny_dataset
+    other = {**spec, "params": {**spec["params"], "num_points": 2001}}
+    ds, _, params = resolve(other)
+    with pytest.raises(PretrainflowError, match=r"categories.parquet: searched for another dataset spec"):
+        read_categories(root / "categories.parquet", resolved_dict(ds, params))
+    with pytest.raises(PretrainflowError, match=r"searched for another dataset spec"):
+        build_manifest(other, sorted((root / "shards").glob("*.tar")), tmp_path / "m.json", root / "categories.parquet")
+    with pytest.raises(PretrainflowError, match=r"nothing.parquet: missing"):
+        build_manifest(spec, sorted((root / "shards").glob("*.tar")), tmp_path / "m.json", tmp_path / "nothing.parquet")

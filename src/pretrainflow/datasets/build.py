@@ -39,13 +39,22 @@ def write_categories(df, ds: DatasetSpec, params, out: str | os.PathLike) -> Non
         pq.write_table(table.replace_schema_metadata(meta), tmp)
 
 
-def read_categories(path: str | os.PathLike):
-    import pandas as pd
+def read_categories(path: str | os.PathLike, expected_spec: dict | None = None):
+    """The categories DataFrame; with ``expected_spec`` (a resolved spec), check that it was searched for that spec."""
+    import pyarrow.parquet as pq
 
     try:
-        return pd.read_parquet(path)
+        table = pq.read_table(path)
     except (OSError, ValueError) as err:
         raise PretrainflowError(f"{path}: cannot read the categories Parquet file ({err})") from err
+    if expected_spec is not None:
+        made_for = (table.schema.metadata or {}).get(SPEC_METADATA_KEY, b"").decode()
+        if made_for != canonical_json(expected_spec):
+            raise PretrainflowError(
+                f"{path}: searched for another dataset spec than {expected_spec['name']!r} has now; "
+                "run `datasets search` again"
+            )
+    return table.to_pandas()
 
 
 def render_shard(

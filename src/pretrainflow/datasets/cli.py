@@ -40,9 +40,11 @@ def cmd_search(args) -> None:
 
 def cmd_render_shard(args) -> None:
     from pretrainflow.datasets.build import read_categories, render_shard
+    from pretrainflow.datasets.spec import resolved_dict
 
     ds, family, params = _spec(args.spec)
-    header = render_shard(ds, family, params, read_categories(args.categories), args.shard, args.out, progress=True)
+    categories = read_categories(args.categories, resolved_dict(ds, params))
+    header = render_shard(ds, family, params, categories, args.shard, args.out, progress=True)
     print(
         f"{ds.name}: shard {args.shard}: {header.count} images ({len(header.degenerate)} degenerate) -> {args.out}",
         file=sys.stderr,

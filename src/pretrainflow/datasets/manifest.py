@@ -51,6 +51,11 @@ def build_manifest(
             f"{out}: shards do not match {ds.where}.num_shards = {ds.num_shards} (shard {missing[0]})"
         )
     resolved = resolved_dict(ds, params)
+    if not categories.is_file():
+        raise PretrainflowError(f"{categories}: missing; expected the output of `datasets search` for {ds.where}")
+    from pretrainflow.datasets.build import read_categories
+
+    read_categories(categories, resolved)  # searched for this very spec
     entries = []
     for k in sorted(by_index):
         path, header, samples = by_index[k]
