@@ -111,7 +111,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO))  # `bench.bench_llm:worker` importable here and (PYTHONPATH) in the ranks
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     print(
         f"{'model':<10} {'tp':>2} {'ranks':>5} {'seq':>5} {'batch':>5} {'ms/step':>9} {'tokens/s':>9}  mfu     device"
     )
