@@ -25,10 +25,12 @@ def test_torch_renderer_equals_numpy(device, draw):
     )
     ds, family, params = resolve(spec)
     categories = family.search(ds, params)
-    renderer = FractalDBTorchRenderer(spec, categories, device=device)
-    indices = list(range(ds.num_images))
+    renderer = FractalDBTorchRenderer(spec, categories, device=device, classes_per_batch=2)  # both classes in one pass
+    indices = list(range(ds.num_images))[::-1]  # any order; the output follows it
     images = renderer.render(indices).cpu()
     rows = categories.to_dict("records")
-    for i in indices:
+    for row, i in enumerate(indices):
         expected = to_tensor(family.render(ds, params, rows[i // 8], i % 8))
-        assert torch.equal(images[i], expected), f"image {i} differs"
+        assert torch.equal(images[row], expected), f"image {i} differs"
+    one_by_one = FractalDBTorchRenderer(spec, categories, device=device, classes_per_batch=1)
+    assert torch.equal(one_by_one.render(indices).cpu(), images)

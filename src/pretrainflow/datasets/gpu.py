@@ -8,8 +8,9 @@ last-writer maps (``scatter_reduce`` amax: order independent, hence deterministi
 mask bits. Pixel identity with fractaldb.render: float64 multiplies and adds are separate kernels (no fused
 multiply-add), divisions and float->int truncation are IEEE-exact on CPU and CUDA, and the patch masks come from the same
 numpy Generator streams (``fractaldb_render.draw_masks``). Tested on the CPU device; on a GPU the trajectory loop costs
-about 3 x 4 kernel launches per step for a whole batch of trajectories, so batches should be large (many categories).
-No GPU throughput has been measured in this project yet.
+3 passes x 4 kernel launches per step for a whole batch of trajectories, so ``classes_per_batch`` categories (x 26 weight
+rows) share each pass. The masks are drawn by numpy on the host (about 0.5 ms per image per core), which bounds the
+image rate of one host process. No GPU throughput has been measured in this project yet (no GPU was available).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _chaos_chunks(coefs: torch.Tensor, choice: torch.Tensor):
 
 def coverages_torch(
     systems: list[np.ndarray],
-    p: np.ndarray,
+    p: np.ndarray | list[np.ndarray],
     num_points: int,
     render_seed: int,
     size: int,
@@ -60,11 +61,15 @@ def coverages_torch(
     patch: bool,
     device,
 ) -> list[fr.Coverage]:
-    """Coverage of each system (variants of one category's maps, sharing p) computed on ``device``."""
-    choice_np = ifs.choose_maps(ifs.sequential_cumsum(p), fr.map_draws(render_seed, num_points))
+    """Coverage of each system computed on ``device``; ``p`` = the map probabilities of each system (or one array
+    shared by all, e.g. the weight rows of one category). Systems of many categories run in one batch."""
+    draws = fr.map_draws(render_seed, num_points)
+    probs = [p] * len(systems) if isinstance(p, np.ndarray) else list(p)
+    choices: dict[bytes, np.ndarray] = {}  # one choice row per distinct p (per category)
+    rows = [choices.setdefault(q.tobytes(), ifs.choose_maps(ifs.sequential_cumsum(q), draws)) for q in probs]
     coefs = torch.from_numpy(ifs.pack_systems(systems)).to(device)
     width = coefs.shape[0]
-    choice = torch.from_numpy(choice_np).to(device)[:, None].expand(-1, width)
+    choice = torch.from_numpy(np.stack(rows)).to(device).T  # (N-1, B)
     # Pass 1: the published NaN rule keeps points [0, first NaN of x - 100); any other non-finite point empties it.
     first_nan = torch.full((width,), num_points, dtype=torch.long, device=device)
     first_bad = first_nan.clone()
@@ -123,57 +128,81 @@ def coverages_torch(
 class FractalDBTorchRenderer:
     """Renders images of a FractalDB spec on a torch device; pixel-identical to ``fractaldb.render``."""
 
-    def __init__(self, spec, categories, device: str | torch.device = "cuda"):
+    def __init__(self, spec, categories, device: str | torch.device = "cuda", classes_per_batch: int = 64):
         self.spec, self.family, self.params = resolve(spec)
         if self.family.name != "fractaldb":
             raise ValueError(f"FractalDBTorchRenderer renders fractaldb, not {self.family.name}")
         self.categories = {int(r["class_id"]): r for r in categories.to_dict("records")}
         self.device = torch.device(device)
+        # 64 classes x 26 weight rows = 1,664 chaos games per pass; its last-writer maps take 1,664 x H x W x 8 bytes
+        # (1.7 GB at 362 px) on the device.
+        self.classes_per_batch = classes_per_batch
         self._cache: dict[int, tuple[fr.Coverage, ...]] = {}
+
+    def prepare(self, class_ids: Sequence[int]) -> None:
+        """Compute the coverages of these categories in one batched pass (replaces the cache)."""
+        p, spec = self.params, self.spec
+        rows = list(p.weights[: min(spec.instances_per_class, len(p.weights))])
+        extra = [] if fdb.IDENTITY_WEIGHT in rows else [fdb.IDENTITY_WEIGHT]
+        systems, probs = [], []
+        for class_id in class_ids:
+            maps = fdb.maps_of(self.categories[class_id])
+            systems += fr.weighted_systems(maps, rows + extra)
+            probs += [maps[:, 6]] * (len(rows) + len(extra))
+        covs = coverages_torch(
+            systems, probs, p.num_points, p.render_seed, spec.image_size, p.pad, p.draw == "patch", self.device
+        )
+        self._cache = {}
+        per_class = len(rows) + len(extra)
+        for i, class_id in enumerate(class_ids):
+            mine = covs[i * per_class : (i + 1) * per_class]
+            identity = mine[-1] if extra else mine[rows.index(fdb.IDENTITY_WEIGHT)]
+            self._cache[class_id] = tuple(identity if c.fraction < p.min_coverage else c for c in mine[: len(rows)])
 
     def category_coverages(self, class_id: int) -> tuple[fr.Coverage, ...]:
         """Coverages of the weight rows this dataset uses, degenerate rows replaced (as fractaldb.category_coverages)."""
         if class_id not in self._cache:
-            p, spec = self.params, self.spec
-            maps = fdb.maps_of(self.categories[class_id])
-            rows = list(p.weights[: min(spec.instances_per_class, len(p.weights))])
-            extra = [] if fdb.IDENTITY_WEIGHT in rows else [fdb.IDENTITY_WEIGHT]
-            covs = coverages_torch(
-                fr.weighted_systems(maps, rows + extra),
-                maps[:, 6],
-                p.num_points,
-                p.render_seed,
-                spec.image_size,
-                p.pad,
-                p.draw == "patch",
-                self.device,
-            )
-            identity = covs[-1] if extra else covs[rows.index(fdb.IDENTITY_WEIGHT)]
-            self._cache = {class_id: tuple(identity if c.fraction < p.min_coverage else c for c in covs[: len(rows)])}
+            self.prepare([class_id])
         return self._cache[class_id]
 
     def render(self, indices: Sequence[int]) -> torch.Tensor:
-        """uint8 [n, 1, H, W] on the device for global image indices (class-major order, as the shards)."""
-        size, p = self.spec.image_size, self.params
+        """uint8 [n, 1, H, W] on the device for global image indices (class-major order, as the shards).
+
+        The categories involved are prepared ``classes_per_batch`` at a time, in one chaos-game pass each.
+        """
+        size = self.spec.image_size
         images = torch.zeros(len(indices), size * size, dtype=torch.uint8, device=self.device)
+        by_class: dict[int, list[int]] = {}
         for row, index in enumerate(indices):
-            class_id, instance = divmod(int(index), self.spec.instances_per_class)
-            weight, flip, draw = fr.instance_layout(instance, len(p.weights), p.flips)
-            cov = self.category_coverages(class_id)[weight]
-            pixel = torch.from_numpy(cov.pixel.astype(np.int64)).to(self.device)
-            if p.draw == "patch":
-                masks = torch.from_numpy(
-                    fr.draw_masks(self.spec.seed, class_id, weight, draw, p.num_points).astype(np.int32)
-                ).to(self.device)
-                bits = torch.from_numpy(cov.bit.astype(np.int32)).to(self.device)
-                on = (masks[torch.from_numpy(cov.point.astype(np.int64)).to(self.device)] >> bits) & 1
-                images[row, pixel] = on.to(torch.uint8) * p.gray
-            else:
-                images[row, pixel] = p.gray
-            image = images[row].view(size, size).flip(0)  # the published top-bottom flip, then the instance's flip
-            if flip in (1, 3):
-                image = image.flip(0)
-            if flip in (2, 3):
-                image = image.flip(1)
-            images[row] = image.reshape(-1)
+            by_class.setdefault(int(index) // self.spec.instances_per_class, []).append(row)
+        classes = sorted(by_class)
+        for start in range(0, len(classes), self.classes_per_batch):
+            group = classes[start : start + self.classes_per_batch]
+            if any(c not in self._cache for c in group):
+                self.prepare(group)
+            for class_id in group:
+                for row in by_class[class_id]:
+                    images[row] = self._paint(class_id, int(indices[row]) % self.spec.instances_per_class)
         return images.view(len(indices), 1, size, size)
+
+    def _paint(self, class_id: int, instance: int) -> torch.Tensor:
+        """One flat image on the device: mask bits at the last writer of each pixel, then the flips."""
+        size, p = self.spec.image_size, self.params
+        weight, flip, draw = fr.instance_layout(instance, len(p.weights), p.flips)
+        cov = self.category_coverages(class_id)[weight]
+        image = torch.zeros(size * size, dtype=torch.uint8, device=self.device)
+        pixel = torch.from_numpy(cov.pixel.astype(np.int64)).to(self.device)
+        if p.draw == "patch":
+            masks = fr.draw_masks(self.spec.seed, class_id, weight, draw, p.num_points).astype(np.int32)
+            masks = torch.from_numpy(masks).to(self.device)
+            bits = torch.from_numpy(cov.bit.astype(np.int32)).to(self.device)
+            on = (masks[torch.from_numpy(cov.point.astype(np.int64)).to(self.device)] >> bits) & 1
+            image[pixel] = on.to(torch.uint8) * p.gray
+        else:
+            image[pixel] = p.gray
+        image = image.view(size, size).flip(0)  # the published top-bottom flip, then the instance's flip
+        if flip in (1, 3):
+            image = image.flip(0)
+        if flip in (2, 3):
+            image = image.flip(1)
+        return image.reshape(-1)
