@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_fractaldb.py                       # search 30 categories, render 2 x 1,000 at 362 px
     .venv/bin/python bench/bench_fractaldb.py --search 1000 --verify /work/shared/reference-data/fractaldb1k-categories
+    .venv/bin/python bench/bench_fractaldb.py --search 0 --classes 8 --torch-device cuda   # the GPU path, on a GPU
 
 Published baselines measured on these machines (2-core VMs): search about 4 s per accepted category (1,180 trials for
 30 categories in 126 s); rendering about 1.0 image/s per core. Goals: search >= 20x (<= 0.2 s per category), render
@@ -81,6 +82,36 @@ def bench_render(classes: int, instances: int, size: int, encode: bool) -> None:
     )
 
 
+def bench_torch(classes: int, instances: int, size: int, device: str) -> None:
+    """The torch renderer (gpu.py): on a GPU when one is present; on the CPU it only shows that the path runs."""
+    import torch
+
+    from pretrainflow.datasets.gpu import FractalDBTorchRenderer
+    from pretrainflow.datasets.spec import resolve
+
+    spec = {
+        "name": "bench",
+        "family": "fractaldb",
+        "num_classes": classes,
+        "instances_per_class": instances,
+        "image_size": size,
+        "num_shards": 1,
+        "seed": 0,
+        "params": {},
+    }
+    ds, family, params = resolve(spec)
+    renderer = FractalDBTorchRenderer(spec, family.search(ds, params), device=device, classes_per_batch=classes)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    start = time.perf_counter()
+    images = renderer.render(range(classes * instances))
+    sync()
+    seconds = time.perf_counter() - start
+    print(
+        f"torch renderer on {device}: {len(images)} images of {size} px in {seconds:.1f} s wall = "
+        f"{len(images) / seconds:.1f} images/s (chaos games, last writers and masks included)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--search", type=int, default=30, help="categories to search (0: skip)")
@@ -88,6 +119,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=2, help="categories to render (0: skip)")
     parser.add_argument("--instances", type=int, default=1000, help="instances per category (published: 1,000)")
     parser.add_argument("--size", type=int, default=362)
+    parser.add_argument("--torch-device", default=None, help="also time the torch renderer on this device (e.g. cuda)")
     args = parser.parse_args()
     import torch
 
@@ -97,6 +129,8 @@ def main() -> None:
     if args.classes:
         bench_render(args.classes, args.instances, args.size, encode=False)
         bench_render(args.classes, args.instances, args.size, encode=True)
+    if args.torch_device:
+        bench_torch(max(args.classes, 1), args.instances, args.size, args.torch_device)
 
 
 if __name__ == "__main__":
