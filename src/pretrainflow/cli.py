@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from pretrainflow.errors import PretrainflowError
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except PretrainflowError as err:
         print(f"pretrainflow {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `pretrainflow results | head`: the reader left; stop quietly like other Unix tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
