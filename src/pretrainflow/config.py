@@ -35,13 +35,7 @@ AREA_CHECKS = {
 
 def _area_check(area: str, spec: dict[str, Any], where: str) -> dict[str, Any]:
     module_name, _, function_name = AREA_CHECKS[area].partition(":")
-    try:  # INTEGRATION-GUARD: removed once every area module exists
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if not module_name.startswith(str(err.name)):
-            raise
-        return spec
-    check = getattr(module, function_name)
+    check = getattr(importlib.import_module(module_name), function_name)
     resolved = check(spec, where)
     return spec if resolved is None else resolved
 
