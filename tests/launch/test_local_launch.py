@@ -36,8 +36,16 @@ def test_failing_rank_exit_code_propagates(tmp_path, monkeypatch):
 
 
 def test_world_from_openmpi_env():
-    env = {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_RANK": "3",
-           "OMPI_COMM_WORLD_LOCAL_SIZE": "4", "MASTER_ADDR": "node1", "MASTER_PORT": "10042"}
+    env = {
+        "OMPI_COMM_WORLD_RANK": "3",
+        "OMPI_COMM_WORLD_SIZE": "8",
+        "OMPI_COMM_WORLD_LOCAL_RANK": "3",
+        "OMPI_COMM_WORLD_LOCAL_SIZE": "4",
+        "MASTER_ADDR": "node1",
+        "MASTER_PORT": "10042",
+    }
     world = world_from_env(env)
-    assert world == World(rank=3, local_rank=3, world_size=8, local_world_size=4, master_addr="node1", master_port=10042)
+    assert world == World(
+        rank=3, local_rank=3, world_size=8, local_world_size=4, master_addr="node1", master_port=10042
+    )
     assert world.num_nodes == 2 and not world.is_main

@@ -5,8 +5,15 @@ from pretrainflow.ablations import format_value, short_key
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1e-3, "0.001"), (3e-5, "3e-5"), (True, "true"), ("adamw", "adamw"), ([2, 4], "2x4"), ("a/b;c d", "a_b_c_d"),
-     ("$(rm -rf ~)", "rm_-rf")],
+    [
+        (1e-3, "0.001"),
+        (3e-5, "3e-5"),
+        (True, "true"),
+        ("adamw", "adamw"),
+        ([2, 4], "2x4"),
+        ("a/b;c d", "a_b_c_d"),
+        ("$(rm -rf ~)", "rm_-rf"),
+    ],
 )
 def test_values_are_readable_and_filesystem_safe(value, text):
     assert format_value(value) == text

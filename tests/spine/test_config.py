@@ -41,7 +41,7 @@ def _break(study, path, value):
         (("pretrain", "vit-micro-fdb", "epochz"), 3, "pretrain.vit-micro-fdb"),
         # 5. wrong types
         (("datasets", "fdb-tiny", "instances_per_class"), "many", "datasets.fdb-tiny.instances_per_class"),
-        (("seed", ), "zero", "seed"),
+        (("seed",), "zero", "seed"),
         # and a few more references
         (("finetune", "tasks"), ["cifar11"], "finetune.tasks"),
         (("pretrain", "gpt-micro-pydocs", "corpus"), "wiki", "pretrain.gpt-micro-pydocs.corpus"),

@@ -12,9 +12,20 @@ from pretrainflow.results.rows import ARROW_SCHEMA, make_row, read_rows, write_r
 
 
 def _row(run, source, task, value, metric="top1", **extra):
-    return make_row(config={"run": run, "task": task}, run_id=run, stage="evaluate", model="vit_micro",
-                    pretrain_source=source, task=task, split="test", metric=metric, value=value, world_size=2,
-                    wall_seconds=72.0, **extra)
+    return make_row(
+        config={"run": run, "task": task},
+        run_id=run,
+        stage="evaluate",
+        model="vit_micro",
+        pretrain_source=source,
+        task=task,
+        split="test",
+        metric=metric,
+        value=value,
+        world_size=2,
+        wall_seconds=72.0,
+        **extra,
+    )
 
 
 def test_row_carries_config_and_provenance():
@@ -30,8 +41,16 @@ def test_row_rejects_unknown_and_missing_fields():
     with pytest.raises(KeyError, match="accuracy"):
         _row("a", "fdb", "digits", 1.0, accuracy=3)
     with pytest.raises(KeyError, match="value"):
-        make_row(config={}, run_id="a", stage="evaluate", model="m", pretrain_source="s", task="t", split="test",
-                 metric="top1")
+        make_row(
+            config={},
+            run_id="a",
+            stage="evaluate",
+            model="m",
+            pretrain_source="s",
+            task="t",
+            split="test",
+            metric="top1",
+        )
 
 
 def test_rows_roundtrip_and_alien_file_is_named(tmp_path):
@@ -45,17 +64,35 @@ def test_rows_roundtrip_and_alien_file_is_named(tmp_path):
 @pytest.fixture
 def study_results(tmp_path):
     rows = tmp_path / "rows"
-    write_rows([_row("vit-fdb", "fdb-tiny", "digits", 91.0), _row("vit-fdb", "fdb-tiny", "digits", 99.0, "top5")],
-               rows / "vit-fdb" / "digits.parquet")
+    write_rows(
+        [_row("vit-fdb", "fdb-tiny", "digits", 91.0), _row("vit-fdb", "fdb-tiny", "digits", 99.0, "top5")],
+        rows / "vit-fdb" / "digits.parquet",
+    )
     write_rows([_row("scratch-vit", "scratch", "digits", 85.5)], rows / "scratch-vit" / "digits.parquet")
     curve = tmp_path / "pretrain" / "vit-fdb" / "metrics.parquet"
     curve.parent.mkdir(parents=True)
-    pd.DataFrame({"step": [1, 2, 3], "epoch": [0.3, 0.6, 1.0], "loss": [2.0, 1.5, 1.2], "lr": [1e-3] * 3}).to_parquet(curve)
+    pd.DataFrame({"step": [1, 2, 3], "epoch": [0.3, 0.6, 1.0], "loss": [2.0, 1.5, 1.2], "lr": [1e-3] * 3}).to_parquet(
+        curve
+    )
     summary = tmp_path / "summary.parquet"
-    code = main(["aggregate", "--rows", str(rows / "vit-fdb" / "digits.parquet"),
-                 str(rows / "scratch-vit" / "digits.parquet"), "--vit-curves", str(curve), "--study",
-                 json.dumps({"study": "t", "seed": 0}), "--out", str(summary), "--plots", str(tmp_path / "plots"),
-                 "--report", str(tmp_path / "report.html")])
+    code = main(
+        [
+            "aggregate",
+            "--rows",
+            str(rows / "vit-fdb" / "digits.parquet"),
+            str(rows / "scratch-vit" / "digits.parquet"),
+            "--vit-curves",
+            str(curve),
+            "--study",
+            json.dumps({"study": "t", "seed": 0}),
+            "--out",
+            str(summary),
+            "--plots",
+            str(tmp_path / "plots"),
+            "--report",
+            str(tmp_path / "report.html"),
+        ]
+    )
     assert code == 0
     return tmp_path, summary
 
@@ -74,8 +111,22 @@ def test_aggregate_writes_summary_plots_report(study_results):
 
 def test_results_command_pivots_and_formats(study_results, capsys):
     _, summary = study_results
-    assert main(["results", "--summary", str(summary), "--by", "pretrain_source", "--metric", "top1",
-                 "--format", "markdown"]) == 0
+    assert (
+        main(
+            [
+                "results",
+                "--summary",
+                str(summary),
+                "--by",
+                "pretrain_source",
+                "--metric",
+                "top1",
+                "--format",
+                "markdown",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| pretrain_source | digits |"
     assert "| fdb-tiny | 91.00 |" in out and "| scratch | 85.50 |" in out

@@ -1,8 +1,8 @@
 """`pretrainflow aggregate` (the results rule) and `pretrainflow results` (what a user reads).
 
-    pretrainflow results                                   # runs x tasks, primary metric, as aligned text
-    pretrainflow results --by pretrain_source --metric top1 --format markdown
-    pretrainflow results --task digits --format csv > digits.csv
+pretrainflow results                                   # runs x tasks, primary metric, as aligned text
+pretrainflow results --by pretrain_source --metric top1 --format markdown
+pretrainflow results --task digits --format csv > digits.csv
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ def run_aggregate(args: argparse.Namespace) -> int:
     study = json.loads(args.study)
     summary = aggregate(args.rows, args.out, study).to_pandas()
     plot_dir = Path(args.plots)
-    written = [plot_dir / "downstream_accuracy.png", plot_dir / "pretrain_loss_vit.png", plot_dir / "pretrain_loss_llm.png"]
+    written = [
+        plot_dir / "downstream_accuracy.png",
+        plot_dir / "pretrain_loss_vit.png",
+        plot_dir / "pretrain_loss_llm.png",
+    ]
     plots.plot_downstream(summary, written[0], study, metric=args.metric)
     plots.plot_loss_curves(_curves(args.vit_curves), written[1], study, "ViT pretraining (DeepSpeed)")
     plots.plot_loss_curves(_curves(args.llm_curves), written[2], study, "LLM pretraining (megatron-core)")

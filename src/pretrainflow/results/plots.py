@@ -20,8 +20,12 @@ from pretrainflow.io import atomic_path, canonical_json  # noqa: E402
 
 def _save(fig: plt.Figure, path: str | Path, study: Mapping[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", metadata={"Software": "pretrainflow",
-                                                                    "Description": canonical_json(study)})
+        fig.savefig(
+            tmp,
+            dpi=120,
+            bbox_inches="tight",
+            metadata={"Software": "pretrainflow", "Description": canonical_json(study)},
+        )
     plt.close(fig)
 
 
@@ -42,13 +46,16 @@ def plot_downstream(summary: pd.DataFrame, path: str | Path, study: Mapping[str,
         ax.set_xlabel(f"{metric} (test)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[s]) for s in sources]
     if handles:
-        fig.legend(handles, sources, title="pretrained on", loc="lower center", ncol=len(sources),
-                   bbox_to_anchor=(0.5, -0.08))
+        fig.legend(
+            handles, sources, title="pretrained on", loc="lower center", ncol=len(sources), bbox_to_anchor=(0.5, -0.08)
+        )
     fig.suptitle(f"Downstream {metric} by pretraining source")
     _save(fig, path, study)
 
 
-def plot_loss_curves(curves: Mapping[str, pd.DataFrame], path: str | Path, study: Mapping[str, Any], title: str) -> None:
+def plot_loss_curves(
+    curves: Mapping[str, pd.DataFrame], path: str | Path, study: Mapping[str, Any], title: str
+) -> None:
     """Training loss against optimizer step, one line per run (``curves``: label -> metrics with step and loss)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, frame in sorted(curves.items()):

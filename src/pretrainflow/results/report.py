@@ -20,7 +20,8 @@ def write_report(
     """Write ``path`` (atomically); plot links are relative to the report so the results folder can be moved."""
     base = Path(path).parent
     images = "\n".join(
-        f'<figure><img src="{html.escape(os.path.relpath(plot, base))}" style="max-width:100%"></figure>' for plot in plots
+        f'<figure><img src="{html.escape(os.path.relpath(plot, base))}" style="max-width:100%"></figure>'
+        for plot in plots
     )
     body = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>pretrainflow: {html.escape(str(study.get("study", "")))}</title>

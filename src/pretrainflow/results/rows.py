@@ -65,7 +65,9 @@ def make_row(*, config: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     """
     unknown = set(fields) - set(ROW_SCHEMA)
     if unknown:
-        raise KeyError(f"unknown result row fields {sorted(unknown)}; the schema is pretrainflow.results.rows.ROW_SCHEMA")
+        raise KeyError(
+            f"unknown result row fields {sorted(unknown)}; the schema is pretrainflow.results.rows.ROW_SCHEMA"
+        )
     missing = [name for name in REQUIRED if fields.get(name) is None]
     if missing:
         raise KeyError(f"result row is missing {missing}")

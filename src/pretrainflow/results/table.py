@@ -28,7 +28,9 @@ def select(
     return frame[mask]
 
 
-def pivot(frame: pd.DataFrame, by: Sequence[str] = ("run_id", "pretrain_source"), columns: str = "task") -> pd.DataFrame:
+def pivot(
+    frame: pd.DataFrame, by: Sequence[str] = ("run_id", "pretrain_source"), columns: str = "task"
+) -> pd.DataFrame:
     """One row per ``by`` group, one column per ``columns`` value, cells = mean value (over seeds/duplicates).
 
     >>> df = pd.DataFrame({"run_id": ["a", "b"], "pretrain_source": ["fdb", "scratch"], "task": ["digits"] * 2,
