@@ -68,18 +68,45 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return torch.sum(-targets * torch.log_softmax(logits.float(), dim=-1), dim=-1).mean()
 
 
-def _check_plan(plan: TrainPlan, world: World, num_images: int, optimizer) -> tuple[int, int]:
-    per_rank = num_images // world.world_size
-    micro_per_epoch = per_rank // plan.batch.micro
-    steps_per_epoch = micro_per_epoch // plan.batch.accumulation
-    if steps_per_epoch < 1:
-        raise ConfigError(
-            f"batch: {num_images} images over {world.world_size} rank(s) give {per_rank} per rank, fewer than one "
-            f"optimizer step of micro {plan.batch.micro} x accumulation {plan.batch.accumulation}"
+@dataclass(kw_only=True, slots=True)
+class BatchArithmetic:
+    """How images become optimizer steps for one run (all ranks compute the same numbers)."""
+
+    global_batch: int  # micro x accumulation x world size
+    lr: float  # peak learning rate after the optional linear scaling
+    micro_per_epoch: int  # micro-batches per rank per epoch
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+    @classmethod
+    def of(cls, plan: TrainPlan, world: World, num_images: int) -> BatchArithmetic:
+        global_batch = plan.batch.micro * plan.batch.accumulation * world.world_size
+        per_rank = num_images // world.world_size
+        micro_per_epoch = per_rank // plan.batch.micro
+        steps_per_epoch = micro_per_epoch // plan.batch.accumulation
+        if steps_per_epoch < 1:
+            raise ConfigError(
+                f"batch: {num_images} images over {world.world_size} rank(s) give {per_rank} per rank, fewer than one "
+                f"optimizer step of micro {plan.batch.micro} x accumulation {plan.batch.accumulation}"
+            )
+        return cls(
+            global_batch=global_batch,
+            lr=plan.optimizer.scaled_lr(global_batch),
+            micro_per_epoch=micro_per_epoch,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=plan.schedule.epochs * steps_per_epoch,
+            warmup_steps=round(plan.schedule.warmup_epochs * steps_per_epoch),
         )
-    if getattr(optimizer, "is_sam", False) and (plan.zero_stage != 0 or plan.batch.accumulation != 1):
-        raise ConfigError("optimizer.name: sam needs zero_stage 0 and batch.accumulation 1 (two passes per step)")
-    return steps_per_epoch, micro_per_epoch
+
+    def describe(self, plan: TrainPlan, world: World, num_images: int) -> str:
+        return (
+            f"global batch {self.global_batch} = micro {plan.batch.micro} x accumulation {plan.batch.accumulation} x "
+            f"{world.world_size} rank(s); {num_images} images -> {self.steps_per_epoch} steps/epoch x "
+            f"{plan.schedule.epochs} epochs = {self.total_steps} steps; peak lr {self.lr:.3g} ({plan.optimizer.lr:g} x "
+            f"{self.global_batch}/{plan.optimizer.lr_batch or self.global_batch}), warmup {self.warmup_steps} steps, "
+            f"floor {plan.schedule.min_lr:g}; ZeRO {plan.zero_stage}, {plan.precision}"
+        )
 
 
 def train(
@@ -97,13 +124,13 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` with a DeepSpeed engine; collective (every rank calls it)."""
     started = time.perf_counter()
-    global_batch = plan.batch.micro * plan.batch.accumulation * world.world_size
-    lr = plan.optimizer.scaled_lr(global_batch)
-    optimizer = build_optimizer(model, plan.optimizer, lr)
-    steps_per_epoch, micro_per_epoch = _check_plan(plan, world, len(dataset), optimizer)
-    total_steps = plan.schedule.epochs * steps_per_epoch
-    warmup_steps = round(plan.schedule.warmup_epochs * steps_per_epoch)
-    scheduler = warmup_cosine(optimizer, total_steps=total_steps, warmup_steps=warmup_steps, floor=plan.schedule.min_lr)
+    arith = BatchArithmetic.of(plan, world, len(dataset))
+    optimizer = build_optimizer(model, plan.optimizer, arith.lr)
+    if getattr(optimizer, "is_sam", False) and (plan.zero_stage != 0 or plan.batch.accumulation != 1):
+        raise ConfigError("optimizer.name: sam needs zero_stage 0 and batch.accumulation 1 (two passes per step)")
+    scheduler = warmup_cosine(
+        optimizer, total_steps=arith.total_steps, warmup_steps=arith.warmup_steps, floor=plan.schedule.min_lr
+    )
     ds_config = deepspeed_config(
         micro=plan.batch.micro,
         accumulation=plan.batch.accumulation,
@@ -113,126 +140,194 @@ def train(
         grad_clip=plan.optimizer.grad_clip,
     )
     engine = make_engine(model, optimizer, scheduler, ds_config)
-    dtype = input_dtype(ds_config)
     if world.is_main:
-        print(
-            f"[{desc}] global batch {global_batch} = micro {plan.batch.micro} x accumulation "
-            f"{plan.batch.accumulation} x {world.world_size} rank(s); {len(dataset)} images -> {steps_per_epoch} "
-            f"steps/epoch x {plan.schedule.epochs} epochs = {total_steps} steps; peak lr {lr:.3g} "
-            f"({plan.optimizer.lr:g} x {global_batch}/{plan.optimizer.lr_batch or global_batch}), warmup "
-            f"{warmup_steps} steps, floor {plan.schedule.min_lr:g}; ZeRO {plan.zero_stage}, {plan.precision}",
-            flush=True,
-        )
-
-    state = {"step": 0, "epoch": 0, "micro_in_epoch": 0, "metrics": [], "train_seconds": 0.0, "images": 0}
-    saved = {"step": -1}  # step of the newest checkpoint of this run
-    if checkpoint_root is not None:
-        loaded = ckpt.load_latest(engine, checkpoint_root)
-        if loaded is not None:
-            state.update({k: loaded[k] for k in state})
-            saved["step"] = state["step"]
-            ckpt.set_rng_state(loaded["rng"])
-            if world.is_main:
-                print(f"[{desc}] resumed from step {state['step']} in {checkpoint_root}", flush=True)
-
-    log = RunLog(
+        print(f"[{desc}] {arith.describe(plan, world, len(dataset))}", flush=True)
+    session = _Session(
+        engine=engine,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        dtype=input_dtype(ds_config),
+        plan=plan,
+        world=world,
+        placement=placement,
+        arith=arith,
+        checkpoint_root=checkpoint_root,
+        client={"config": config, "config_hash": config_hash},
+        desc=desc,
+    )
+    session.resume()
+    session.log = RunLog(
         is_main=world.is_main,
-        total_steps=total_steps,
-        initial_step=state["step"],
+        total_steps=arith.total_steps,
+        initial_step=session.state["step"],
         desc=desc,
         tb_dir=tb_dir,
-        rows=state["metrics"],
+        rows=session.state["metrics"],
     )
-    gen = torch.Generator()
-    sampler = RankSampler(num_samples=len(dataset), rank=world.rank, world_size=world.world_size, seed=plan.seed)
-    # The window's loss stays a tensor on the device: no host sync per step, only at log steps.
-    window_loss, window_micro, window_start, window_images = 0.0, 0, time.perf_counter(), 0
-
-    def save_checkpoint() -> None:
-        client = {**state, "metrics": log.rows, "rng": ckpt.rng_state(), "config": config, "config_hash": config_hash}
-        ckpt.save(engine, checkpoint_root, step=state["step"], client_state=client, keep=plan.keep, rank=world.rank)
-        saved["step"] = state["step"]
-
-    exit_code = 0
-    engine.train()
-    with WalltimeGuard() as guard:
-        for epoch in range(state["epoch"], plan.schedule.epochs):
-            sampler.epoch, sampler.start = epoch, state["micro_in_epoch"] * plan.batch.micro
-            todo = steps_per_epoch * plan.batch.accumulation - state["micro_in_epoch"]
-            loader = make_loader(dataset, sampler, plan.batch.micro, plan.num_workers)
-            for images, labels in itertools.islice(loader, todo):
-                seed = _micro_seed(plan.seed, world.rank, epoch * micro_per_epoch + state["micro_in_epoch"])
-                torch.manual_seed(seed)  # drop path
-                gen.manual_seed(seed + 1)  # augmentation
-                x = match_channels(to_float(images, 0.0, 1.0, plan.image_size, placement.device), plan.in_chans)
-                x, targets = augment_batch(
-                    x, labels.to(placement.device), spec=plan.augment, num_classes=plan.num_classes, gen=gen
-                )
-                loss = _forward_backward(engine, optimizer, x.to(dtype), targets)
-                engine.step()
-                state["micro_in_epoch"] += 1
-                window_loss, window_micro = window_loss + loss, window_micro + 1
-                window_images += images.shape[0] * world.world_size
-                if state["micro_in_epoch"] % plan.batch.accumulation:
-                    continue
-                # ---- an optimizer step is complete ----
-                state["step"] += 1
-                log.advance()
-                last_of_epoch = state["micro_in_epoch"] == steps_per_epoch * plan.batch.accumulation
-                if state["step"] % plan.log_every == 0 or (last_of_epoch and epoch == plan.schedule.epochs - 1):
-                    now = time.perf_counter()
-                    mean_loss = _mean_over_ranks(float(window_loss) / window_micro)
-                    state["train_seconds"] += now - window_start
-                    state["images"] += window_images
-                    log.record(
-                        {
-                            "step": state["step"],
-                            "epoch": state["step"] / steps_per_epoch,
-                            "loss": mean_loss,
-                            "lr": scheduler.get_last_lr()[0],
-                            "images_per_s": window_images / (now - window_start),
-                        }
-                    )
-                    window_loss, window_micro, window_start, window_images = 0.0, 0, time.perf_counter(), 0
-                if last_of_epoch:
-                    state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
-                periodic = plan.checkpoint_every and state["step"] % plan.checkpoint_every == 0
-                stop = guard.agreed()
-                if checkpoint_root is not None and (periodic or stop):
-                    save_checkpoint()
-                if stop:
-                    exit_code = EXIT_CHECKPOINTED
-                    break
-            if exit_code:
-                break
-    log.close()
+    exit_code = session.run(dataset)
+    session.log.close()
     if exit_code:
-        if world.is_main:
-            print(f"[{desc}] signal {guard.requested}: checkpointed at step {state['step']}, exit {exit_code}")
         return TrainResult(exit_code=exit_code)
-    if checkpoint_root is not None and saved["step"] != state["step"]:
-        save_checkpoint()  # a finished run that dies before its outputs are written does not train again
+    if checkpoint_root is not None and session.saved_step != session.state["step"]:
+        session.save()  # a finished run that dies before its outputs are written does not train again
     weights = master_state_dict(engine)
-    wall = time.perf_counter() - started
-    summary = {
-        "global_batch": global_batch,
-        "micro_batch": plan.batch.micro,
-        "accumulation": plan.batch.accumulation,
-        "world_size": world.world_size,
-        "steps": state["step"],
-        "steps_per_epoch": steps_per_epoch,
-        "epochs": plan.schedule.epochs,
-        "images_seen": state["images"],
-        "train_seconds": state["train_seconds"],
-        "throughput": state["images"] / max(state["train_seconds"], 1e-9),
-        "throughput_unit": "images/s",
-        "peak_lr": lr,
-        "wall_seconds_this_attempt": wall,
-        "precision": plan.precision,
-        "zero_stage": plan.zero_stage,
-        "final_loss": log.rows[-1]["loss"] if log.rows else float("nan"),
-    }
-    return TrainResult(exit_code=0, state_dict=weights, metrics=log.rows, summary=summary)
+    return TrainResult(
+        exit_code=0,
+        state_dict=weights,
+        metrics=session.log.rows,
+        summary=session.summary(time.perf_counter() - started),
+    )
+
+
+class _Session:
+    """The mutable state of one training attempt: position, metric window, checkpoints."""
+
+    def __init__(
+        self,
+        *,
+        engine,
+        optimizer,
+        scheduler,
+        dtype,
+        plan: TrainPlan,
+        world: World,
+        placement: Placement,
+        arith: BatchArithmetic,
+        checkpoint_root: Path | None,
+        client: dict,
+        desc: str,
+    ) -> None:
+        self.engine, self.optimizer, self.scheduler, self.dtype = engine, optimizer, scheduler, dtype
+        self.plan, self.world, self.placement, self.arith = plan, world, placement, arith
+        self.checkpoint_root, self.client, self.desc = checkpoint_root, client, desc
+        # position in the run (saved in every checkpoint as the client state)
+        self.state = {"step": 0, "epoch": 0, "micro_in_epoch": 0, "metrics": [], "train_seconds": 0.0, "images": 0}
+        self.saved_step = -1  # step of the newest checkpoint of this run
+        self.log: RunLog | None = None
+        self.gen = torch.Generator()
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        # The window's loss stays a tensor on the device: no host sync per step, only at log steps.
+        self.window_loss, self.window_micro, self.window_images = 0.0, 0, 0
+        self.window_start = time.perf_counter()
+
+    def resume(self) -> None:
+        if self.checkpoint_root is None:
+            return
+        loaded = ckpt.load_latest(self.engine, self.checkpoint_root)
+        if loaded is None:
+            return
+        self.state.update({k: loaded[k] for k in self.state})
+        self.saved_step = self.state["step"]
+        ckpt.set_rng_state(loaded["rng"])
+        if self.world.is_main:
+            print(f"[{self.desc}] resumed from step {self.state['step']} in {self.checkpoint_root}", flush=True)
+
+    def save(self) -> None:
+        client = {**self.state, "metrics": self.log.rows, "rng": ckpt.rng_state(), **self.client}
+        ckpt.save(
+            self.engine,
+            self.checkpoint_root,
+            step=self.state["step"],
+            client_state=client,
+            keep=self.plan.keep,
+            rank=self.world.rank,
+        )
+        self.saved_step = self.state["step"]
+
+    def run(self, dataset) -> int:
+        """Train until the last epoch, or until a walltime signal; returns 0 or EXIT_CHECKPOINTED."""
+        plan = self.plan
+        sampler = RankSampler(
+            num_samples=len(dataset), rank=self.world.rank, world_size=self.world.world_size, seed=plan.seed
+        )
+        self.engine.train()
+        self._reset_window()
+        with WalltimeGuard() as guard:
+            for epoch in range(self.state["epoch"], plan.schedule.epochs):
+                sampler.epoch, sampler.start = epoch, self.state["micro_in_epoch"] * plan.batch.micro
+                todo = self.arith.steps_per_epoch * plan.batch.accumulation - self.state["micro_in_epoch"]
+                loader = make_loader(dataset, sampler, plan.batch.micro, plan.num_workers)
+                for images, labels in itertools.islice(loader, todo):
+                    self.micro_step(images, labels, epoch)
+                    if self.state["micro_in_epoch"] % plan.batch.accumulation:
+                        continue
+                    if self.after_optimizer_step(epoch, guard):
+                        if self.world.is_main:
+                            print(
+                                f"[{self.desc}] signal {guard.requested}: checkpointed at step "
+                                f"{self.state['step']}, exit {EXIT_CHECKPOINTED}",
+                                flush=True,
+                            )
+                        return EXIT_CHECKPOINTED
+        return 0
+
+    def micro_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int) -> None:
+        plan, device = self.plan, self.placement.device
+        micro_index = epoch * self.arith.micro_per_epoch + self.state["micro_in_epoch"]
+        seed = _micro_seed(plan.seed, self.world.rank, micro_index)
+        torch.manual_seed(seed)  # drop path
+        self.gen.manual_seed(seed + 1)  # augmentation
+        x = match_channels(to_float(images, 0.0, 1.0, plan.image_size, device), plan.in_chans)
+        x, targets = augment_batch(x, labels.to(device), spec=plan.augment, num_classes=plan.num_classes, gen=self.gen)
+        loss = _forward_backward(self.engine, self.optimizer, x.to(self.dtype), targets)
+        self.engine.step()  # DeepSpeed steps the optimizer and the schedule only at accumulation boundaries
+        self.state["micro_in_epoch"] += 1
+        self.window_loss, self.window_micro = self.window_loss + loss, self.window_micro + 1
+        self.window_images += images.shape[0] * self.world.world_size
+
+    def after_optimizer_step(self, epoch: int, guard: WalltimeGuard) -> bool:
+        """Book-keeping after a complete optimizer step; True when the run must stop (checkpointed)."""
+        state, plan = self.state, self.plan
+        state["step"] += 1
+        self.log.advance()
+        last_of_epoch = state["micro_in_epoch"] == self.arith.steps_per_epoch * plan.batch.accumulation
+        if state["step"] % plan.log_every == 0 or (last_of_epoch and epoch == plan.schedule.epochs - 1):
+            self.record()
+        if last_of_epoch:
+            state["epoch"], state["micro_in_epoch"] = epoch + 1, 0
+        periodic = plan.checkpoint_every and state["step"] % plan.checkpoint_every == 0
+        stop = guard.agreed()
+        if self.checkpoint_root is not None and (periodic or stop):
+            self.save()
+        return stop
+
+    def record(self) -> None:
+        now = time.perf_counter()
+        self.state["train_seconds"] += now - self.window_start
+        self.state["images"] += self.window_images
+        self.log.record(
+            {
+                "step": self.state["step"],
+                "epoch": self.state["step"] / self.arith.steps_per_epoch,
+                "loss": _mean_over_ranks(float(self.window_loss) / self.window_micro),
+                "lr": self.scheduler.get_last_lr()[0],
+                "images_per_s": self.window_images / (now - self.window_start),
+            }
+        )
+        self._reset_window()
+
+    def summary(self, wall_seconds: float) -> dict:
+        state, plan, rows = self.state, self.plan, self.log.rows
+        return {
+            "global_batch": self.arith.global_batch,
+            "micro_batch": plan.batch.micro,
+            "accumulation": plan.batch.accumulation,
+            "world_size": self.world.world_size,
+            "steps": state["step"],
+            "steps_per_epoch": self.arith.steps_per_epoch,
+            "epochs": plan.schedule.epochs,
+            "images_seen": state["images"],
+            "train_seconds": state["train_seconds"],
+            "throughput": state["images"] / max(state["train_seconds"], 1e-9),
+            "throughput_unit": "images/s",
+            "peak_lr": self.arith.lr,
+            "wall_seconds_this_attempt": wall_seconds,
+            "precision": plan.precision,
+            "zero_stage": plan.zero_stage,
+            "final_loss": rows[-1]["loss"] if rows else float("nan"),
+        }
 
 
 def _forward_backward(engine, optimizer, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
