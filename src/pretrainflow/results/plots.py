@@ -46,8 +46,7 @@ def plot_downstream(summary: pd.DataFrame, path: str | Path, study: Mapping[str,
         ax.set_xlabel(f"{metric} (test)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[s]) for s in sources]
     if handles:
-        fig.legend(
-            handles, sources, title="pretrained on", loc="lower center", ncol=len(sources), bbox_to_anchor=(0.5, -0.08)
+        fig.legend(handles, sources, title="pretrained on", loc="center left", bbox_to_anchor=(1.0, 0.5))
         )
     fig.suptitle(f"Downstream {metric} by pretraining source")
     _save(fig, path, study)
