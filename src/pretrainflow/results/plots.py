@@ -47,7 +47,6 @@ def plot_downstream(summary: pd.DataFrame, path: str | Path, study: Mapping[str,
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[s]) for s in sources]
     if handles:
         fig.legend(handles, sources, title="pretrained on", loc="center left", bbox_to_anchor=(1.0, 0.5))
-        )
     fig.suptitle(f"Downstream {metric} by pretraining source")
     _save(fig, path, study)
 
