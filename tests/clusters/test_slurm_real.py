@@ -48,3 +48,35 @@ def test_toy_study_completes_on_slurm(slurm, tmp_path):
     parts = _parts(work)
     assert sorted(parts) == ["0", "1"]
     assert all(row["job"].isdigit() for row in parts.values()), parts  # ran inside Slurm jobs (SLURM_JOB_ID set)
+
+
+def test_our_sbatch_path_submit_and_status(slurm, tmp_path):
+    # `pretrainflow sched submit --site slurm` (the cluster-generic route, e.g. for sites without the plugin): the
+    # sbatch argv and wrapper of schedulers/slurm.py + jobscript.py, accepted by the real sbatch; status via squeue
+    import json
+
+    from cluster_helpers import wait_until
+
+    from pretrainflow.schedulers import commands
+
+    def job(exit_code: int) -> str:
+        props = {"rule": "probe", "wildcards": {"code": str(exit_code)}, "resources": {"mem_mb": 100, "runtime": 2}}
+        script = tmp_path / f"snakejob.probe.{exit_code}.sh"
+        script.write_text(
+            f"#!/bin/sh\n# properties = {json.dumps(props)}\necho $PRETRAINFLOW_SITE > site.txt\nexit {exit_code}\n"
+        )
+        return commands.submit("slurm", script, [], workdir=tmp_path)
+
+    ok, bad = job(0), job(3)
+
+    def final(job_id):
+        answer = commands.status("slurm", job_id, workdir=tmp_path)
+        return None if answer == "running" else answer
+
+    assert wait_until(lambda: final(ok), 120, what="ok job") == "success"
+    assert wait_until(lambda: final(bad), 120, what="failing job") == "failed"
+    assert (tmp_path / "site.txt").read_text().strip() == "slurm"
+    status_dir = tmp_path / ".snakemake/pretrainflow-sched/status"
+    assert (status_dir / f"{ok}.exit").read_text().strip() == "0" and (
+        status_dir / f"{bad}.exit"
+    ).read_text().strip() == "3"
