@@ -126,7 +126,9 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(argv, capture_output=True, text=True)
     except FileNotFoundError:
-        raise PretrainflowError(f"{argv[0]}: command not found (is this a login node of the site's scheduler?)") from None
+        raise PretrainflowError(
+            f"{argv[0]}: command not found (is this a login node of the site's scheduler?)"
+        ) from None
 
 
 def _exit_file_status(workdir: Path, job_id: str) -> str | None:
