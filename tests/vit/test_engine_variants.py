@@ -20,6 +20,7 @@ DATASET = {
     "image_size": 16,
     "num_shards": 1,
     "seed": 1,
+    "params": {"num_points": 5000},  # 5k points fill 16 px: rendering on the fly stays cheap
 }
 
 
