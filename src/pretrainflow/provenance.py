@@ -64,8 +64,9 @@ def provenance(env: dict[str, str] | None = None) -> dict[str, object]:
     return {
         "git_commit": git_commit(),
         "host": socket.gethostname(),
-        # The site comes from the profile (PRETRAINFLOW_SITE) so that rows from ABCI and TSUBAME can be told apart.
-        "site": env.get("PRETRAINFLOW_SITE", "local"),
+        # The site comes from the job wrapper of the site profiles (PRETRAINFLOW_SITE: abci, tsubame); a job submitted by
+        # another route (e.g. the Snakemake Slurm plugin) is named after its scheduler.
+        "site": env.get("PRETRAINFLOW_SITE") or (scheduler if job_id else "local"),
         "scheduler": scheduler,
         "job_id": job_id,
         "versions": package_versions(),
