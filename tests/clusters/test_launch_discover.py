@@ -127,7 +127,7 @@ def test_layout_inside_a_real_slurm_job(slurm, tmp_path):
     )
     layout = wait_until(
         lambda: out.exists() and out.read_text().strip() and json.loads(out.read_text()),
-        60,
+        240,  # a busy single-node Slurm may hold the job behind earlier test jobs
         what="the Slurm job's layout",
     )
     assert layout["scheduler"] == "slurm" and layout["job_id"] == job_id
@@ -167,7 +167,7 @@ def test_layout_inside_a_real_gridengine_job(sge, tmp_path):
     ).stdout.strip()
     layout = wait_until(
         lambda: out.exists() and out.read_text().strip() and json.loads(out.read_text()),
-        60,
+        240,  # likewise for Grid Engine
         what="the Grid Engine job's layout",
     )
     assert layout["scheduler"] == "sge" and layout["job_id"] == job_id

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, study: Path = ROOT / "config" / "test.yaml") -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     cmd = [
         sys.executable,
@@ -28,7 +29,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
         "--directory",
         str(workdir),
         "--configfile",
-        str(ROOT / "config" / "test.yaml"),
+        str(study),
         "--cores",
         "2",
         *args,
@@ -79,9 +80,13 @@ def test_nothing_left_to_do(finished_study):
     assert planned_jobs(dry.stdout) == [], dry.stdout[-3000:]
 
 
-def test_changing_one_learning_rate_reruns_only_that_chain(finished_study):
-    override = 'pretrain={"vit-test-fdb": {"optimizer": {"name": "adamw", "lr": 0.0005, "weight_decay": 0.05}}}'
-    dry = snakemake(finished_study, "-n", "--config", override)
+def test_changing_one_learning_rate_reruns_only_that_chain(finished_study, tmp_path):
+    # What a user does: edit one run's learning rate in the study file, then ask Snakemake what it would rerun.
+    study = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    study["pretrain"]["vit-test-fdb"]["optimizer"]["lr"] = 5.0e-4
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(study))
+    dry = snakemake(finished_study, "-n", study=edited)
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = planned_jobs(dry.stdout)
     runs = {match.group(1) for _, wildcards in jobs if (match := re.search(r"run=([^,\s]+)", wildcards))}
@@ -93,7 +98,8 @@ def test_changing_one_learning_rate_reruns_only_that_chain(finished_study):
 
 def test_one_cell_can_be_built_by_its_target(finished_study):
     target = "results/rows/scratch-vit-test/digits.parquet"
-    dry = snakemake(finished_study, "-n", "--forcerun", "evaluate_vit", target)
+    # The target goes first: --forcerun takes every following word as a rule name.
+    dry = snakemake(finished_study, target, "-n", "--forcerun", "evaluate_vit")
     assert dry.returncode == 0, dry.stderr[-3000:]
     jobs = planned_jobs(dry.stdout)
     assert [rule for rule, _ in jobs] == ["evaluate_vit"], jobs
