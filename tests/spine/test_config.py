@@ -99,7 +99,7 @@ def test_ablation_with_unknown_base_is_rejected(default_study):
 
 def test_changing_one_run_changes_only_its_spec(default_study):
     before = load_study(default_study)
-    default_study["pretrain"]["vit-micro-fdb"]["optimizer"]["lr"] = 5e-4
+    default_study["pretrain"]["vit-micro-fdb"]["optimizer"]["lr"] = 2e-4
     after = load_study(default_study)
     assert before.spec_json("runs", "vit-micro-fdb") != after.spec_json("runs", "vit-micro-fdb")
     assert before.spec_json("runs", "gpt-micro-pydocs") == after.spec_json("runs", "gpt-micro-pydocs")
