@@ -110,9 +110,21 @@ def test_too_small_dataset_is_named(placement, stripes):
 @pytest.mark.parametrize(("zero_stage", "precision"), [(1, "bf16")])
 def test_zero1_bf16_keeps_fp32_master_weights(placement, stripes, zero_stage, precision):
     torch.manual_seed(0)
-    plan = _plan(zero_stage=zero_stage, precision=precision, schedule=ScheduleSpec(epochs=1, warmup_epochs=0, min_lr=0.0))
-    result = train(create_vit("vit_test", num_classes=4, in_chans=1), stripes, plan, World(), placement,
-                   checkpoint_root=None, config={}, config_hash="h", desc="test", tb_dir=None)
+    plan = _plan(
+        zero_stage=zero_stage, precision=precision, schedule=ScheduleSpec(epochs=1, warmup_epochs=0, min_lr=0.0)
+    )
+    result = train(
+        create_vit("vit_test", num_classes=4, in_chans=1),
+        stripes,
+        plan,
+        World(),
+        placement,
+        checkpoint_root=None,
+        config={},
+        config_hash="h",
+        desc="test",
+        tb_dir=None,
+    )
     assert result.summary["precision"] == "bf16" and result.summary["steps"] == 8
     weights = result.state_dict
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights.values())

@@ -76,3 +76,14 @@ def test_finetune_section_and_spec():
         }
     )
     assert spec.recipe.epochs == 3 and FinetuneSpec.from_dict(spec.to_dict()).to_dict() == spec.to_dict()
+
+
+def test_job_resources_of_gpu_and_cpu_runs():
+    from pretrainflow.train.vit_spec import vit_job_resources
+
+    gpu = vit_job_resources(
+        {"nodes": 2, "gpus_per_node": 8, "cpus_per_rank": 8, "mem_mb": 400000, "runtime_minutes": 720}
+    )
+    assert gpu == {"nodes": 2, "gpus": 16, "cpus_per_task": 64, "mem_mb": 400000, "runtime": 720, "threads": 1}
+    cpu = vit_job_resources({"cpu_ranks": 2})
+    assert cpu["gpus"] == 0 and cpu["threads"] == 2 and cpu["cpus_per_task"] == 2

@@ -1,15 +1,7 @@
 # Fine-tune every ViT run (and the scratch baseline) on every task of `finetune.tasks` (pretrainflow.train.finetune).
 import shlex
 
-
-def _recipe_devices(wildcards):
-    return STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"]
-
-
-def _pretrained_flag(wildcards, input):
-    # "--pretrained <path>" for a pretrained run, nothing for a scratch baseline; shlex-quoted here because it is
-    # inserted into the command as a whole (not with :q).
-    return shlex.join(["--pretrained", input.pretrained]) if input.pretrained else ""
+from pretrainflow.train.vit_spec import vit_job_resources
 
 
 rule finetune_vit:
@@ -22,19 +14,22 @@ rule finetune_vit:
         config="results/finetune/{run}/{task}/config.json",
     params:
         spec=finetune_spec,
-        pretrained=_pretrained_flag,
+        # "--pretrained <path>" for a pretrained run, nothing for a scratch baseline; shlex-quoted here because it is
+        # inserted into the command as a whole (not with :q).
+        pretrained=lambda wildcards, input: shlex.join(["--pretrained", input.pretrained]) if input.pretrained else "",
         out=subpath(output.model, parent=True),
         checkpoints="results/checkpoints/finetune/{run}/{task}",
     log:
         "results/logs/finetune_vit/{run}/{task}.log",
-    threads: lambda wildcards: _recipe_devices(wildcards)["cpu_ranks"] if not _recipe_devices(wildcards)["gpus_per_node"] else 1
+    threads: lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["threads"]
     resources:
-        nodes=lambda wildcards: _recipe_devices(wildcards)["nodes"],
-        gpus=lambda wildcards: _recipe_devices(wildcards)["gpus_per_node"] * _recipe_devices(wildcards)["nodes"],
-        cpus_per_task=lambda wildcards: _recipe_devices(wildcards)["cpus_per_rank"]
-        * max(1, _recipe_devices(wildcards)["gpus_per_node"] or _recipe_devices(wildcards)["cpu_ranks"]),
-        mem_mb=lambda wildcards: _recipe_devices(wildcards)["mem_mb"],
-        runtime=lambda wildcards: _recipe_devices(wildcards)["runtime_minutes"],
+        nodes=lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["nodes"],
+        gpus=lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["gpus"],
+        cpus_per_task=lambda wildcards: vit_job_resources(
+            STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"]
+        )["cpus_per_task"],
+        mem_mb=lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["mem_mb"],
+        runtime=lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["runtime"],
     shell:
         "pretrainflow finetune --spec {params.spec:q} {params.pretrained} --out {params.out:q}"
         " --checkpoints {params.checkpoints:q} > {log:q} 2>&1"

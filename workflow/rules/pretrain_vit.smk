@@ -1,11 +1,9 @@
 # ViT pretraining through DeepSpeed (pretrainflow.train.vit), and its result row.
-import os
 # Checkpoints live in results/checkpoints/{run}/<config hash>/, outside the outputs: a rerun after a walltime kill
 # resumes there; a changed run config starts afresh in a new hash directory.
+import os
 
-
-def _vit_devices(wildcards):
-    return STUDY.runs[wildcards.run]["devices"]
+from pretrainflow.train.vit_spec import vit_job_resources
 
 
 rule pretrain_vit:
@@ -25,14 +23,13 @@ rule pretrain_vit:
         checkpoints="results/checkpoints/{run}",
     log:
         "results/logs/pretrain_vit/{run}.log",
-    threads: lambda wildcards: _vit_devices(wildcards)["cpu_ranks"] if not _vit_devices(wildcards)["gpus_per_node"] else 1
+    threads: lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["threads"]
     resources:
-        nodes=lambda wildcards: _vit_devices(wildcards)["nodes"],
-        gpus=lambda wildcards: _vit_devices(wildcards)["gpus_per_node"] * _vit_devices(wildcards)["nodes"],
-        cpus_per_task=lambda wildcards: _vit_devices(wildcards)["cpus_per_rank"]
-        * max(1, _vit_devices(wildcards)["gpus_per_node"] or _vit_devices(wildcards)["cpu_ranks"]),
-        mem_mb=lambda wildcards: _vit_devices(wildcards)["mem_mb"],
-        runtime=lambda wildcards: _vit_devices(wildcards)["runtime_minutes"],
+        nodes=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["nodes"],
+        gpus=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["gpus"],
+        cpus_per_task=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["cpus_per_task"],
+        mem_mb=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["mem_mb"],
+        runtime=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["runtime"],
     shell:
         "pretrainflow pretrain-vit --spec {params.spec:q} --dataset {params.dataset:q} --out {params.out:q}"
         " --checkpoints {params.checkpoints:q} > {log:q} 2>&1"

@@ -374,3 +374,24 @@ def check_finetune(spec: Any, where: str) -> dict:
     if isinstance(spec, dict) and isinstance(spec.get("recipe"), dict):
         data = {**spec, "recipe": build(RecipeSpec, spec["recipe"], f"{where}.recipe", _RECIPE_NESTED)}
     return asdict(build(FinetuneSection, data, where))
+
+
+def vit_job_resources(devices: dict) -> dict[str, int]:
+    """Abstract Snakemake resources of a ViT job from its ``devices`` mapping (resolved spec).
+
+    One task per node runs the launcher, which starts one rank per GPU (or ``cpu_ranks`` CPU ranks):
+    cpus_per_task = cpus_per_rank x ranks per node; threads (local executor) = CPU ranks, or 1 on GPU nodes.
+    >>> vit_job_resources({"nodes": 2, "gpus_per_node": 8, "cpu_ranks": 1, "cpus_per_rank": 8, "mem_mb": 400000,
+    ...                "runtime_minutes": 720})["cpus_per_task"]
+    64
+    """
+    spec = DevicesSpec(**devices)
+    ranks = spec.procs_per_node
+    return {
+        "nodes": spec.nodes,
+        "gpus": spec.gpus_per_node * spec.nodes,
+        "cpus_per_task": spec.cpus_per_rank * ranks,
+        "mem_mb": spec.mem_mb,
+        "runtime": spec.runtime_minutes,
+        "threads": 1 if spec.gpus_per_node else ranks,
+    }
