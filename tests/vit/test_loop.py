@@ -88,9 +88,22 @@ def test_loop_trains_checkpoints_and_resumes(placement, stripes, tmp_path):
     assert all(torch.equal(again.state_dict[k], result.state_dict[k]) for k in result.state_dict)
 
 
-def test_too_small_dataset_is_named(placement, stripes):
+def test_too_small_dataset_and_cpu_fp16_are_named(placement, stripes):
     from pretrainflow.errors import ConfigError
 
+    with pytest.raises(ConfigError, match="precision: fp16 is not supported by this machine's cpu"):
+        train(
+            create_vit("vit_test", num_classes=4, in_chans=1),
+            stripes,
+            _plan(precision="fp16"),
+            World(),
+            placement,
+            checkpoint_root=None,
+            config={},
+            config_hash="h",
+            desc="test",
+            tb_dir=None,
+        )
     with pytest.raises(ConfigError, match="64 images over 1 rank"):
         train(
             create_vit("vit_test", num_classes=4, in_chans=1),

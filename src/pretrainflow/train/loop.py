@@ -128,6 +128,7 @@ def train(
     optimizer = build_optimizer(model, plan.optimizer, arith.lr)
     if getattr(optimizer, "is_sam", False) and (plan.zero_stage != 0 or plan.batch.accumulation != 1):
         raise ConfigError("optimizer.name: sam needs zero_stage 0 and batch.accumulation 1 (two passes per step)")
+    _check_precision(plan.precision)
     scheduler = warmup_cosine(
         optimizer, total_steps=arith.total_steps, warmup_steps=arith.warmup_steps, floor=plan.schedule.min_lr
     )
@@ -328,6 +329,20 @@ class _Session:
             "zero_stage": plan.zero_stage,
             "final_loss": rows[-1]["loss"] if rows else float("nan"),
         }
+
+
+def _check_precision(precision: str) -> None:
+    """fp16 needs an accelerator with fp16 kernels (GPUs; most CPUs lack them): say so before DeepSpeed fails."""
+    if precision != "fp16":
+        return
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+    if not accelerator.is_fp16_supported():
+        raise ConfigError(
+            f"precision: fp16 is not supported by this machine's {accelerator.device_name()} accelerator; "
+            "use bf16 or fp32 here (fp16 is for GPUs)"
+        )
 
 
 def _forward_backward(engine, optimizer, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
