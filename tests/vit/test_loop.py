@@ -26,6 +26,13 @@ def placement(monkeypatch):
     yield setup_distributed(World())
     if dist.is_initialized():
         dist.destroy_process_group()
+    # DeepSpeed caches the groups of the destroyed world in module globals; the next test's engine (e.g. the bf16
+    # optimizer) would look them up in the new world and fail. A real run inits its world once per process.
+    from deepspeed.utils import groups
+
+    groups._WORLD_GROUP = None
+    groups._DATA_PARALLEL_GROUP = None
+    groups._ZERO_PARAM_INTRA_PARALLEL_GROUP = None
 
 
 def _plan(**overrides) -> TrainPlan:
