@@ -66,7 +66,9 @@ def test_install_links_profiles_and_snakemake_finds_them_by_name(tmp_path):
     with pytest.raises(PretrainflowError, match="exists and is not a link"):
         install_profiles(target=target)
     (target / "slurm").rmdir()
+    (target / "slurm").symlink_to(tmp_path / "deleted-checkout" / "profiles" / "slurm")  # dangling: replaced silently
     install_profiles(target=target)
+    assert (target / "slurm").resolve() == (REPO / "profiles" / "slurm").resolve()
     # `snakemake --profile slurm` resolves the bare name in $XDG_CONFIG_HOME/snakemake
     env = {**snakemake_env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     work = tmp_path / "work"

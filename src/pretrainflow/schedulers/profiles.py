@@ -42,6 +42,8 @@ def install_profiles(target: Path | None = None, force: bool = False, source: Pa
         if dst.is_symlink() and dst.resolve() == src.resolve():
             report.append(f"{dst} -> {src} (already linked)")
             continue
+        if dst.is_symlink() and not dst.exists():
+            dst.unlink()  # a dangling link (e.g. to a deleted checkout) holds nothing of the user's: replace it
         if dst.exists() or dst.is_symlink():
             if not force:
                 raise PretrainflowError(f"{dst}: exists and is not a link to {src}; rerun with --force to replace it")
