@@ -70,3 +70,31 @@ def write_stage_dir(
             plot_loss(frame, tmp / "loss.png", title)
         if tb_dir is not None and tb_dir.is_dir():
             shutil.copytree(tb_dir, tmp / "tensorboard")
+
+
+def device_fields(*, world, placement, wall: float, model, images_per_s: float) -> dict:
+    """Summary fields shared by every ViT stage: devices, wall time, device-hours and MFU."""
+    return {
+        "devices": f"{world.world_size} x {placement.device_name}",
+        "wall_seconds": wall,
+        "device_hours": wall * world.world_size / 3600.0,
+        "mfu": mfu(
+            flops_per_image=model.flops_per_image(),
+            images_per_s=images_per_s,
+            world_size=world.world_size,
+            device_name=placement.device_name,
+        ),
+    }
+
+
+def vit_model_meta(model_name: str, vit_cfg, digest: str) -> dict[str, str]:
+    """safetensors metadata of a ViT stage's weights (what export-timm and fine-tuning read back)."""
+    import json
+
+    return {
+        "format": "pt",
+        "architecture": model_name,
+        "timm_name": vit_cfg.timm_name,
+        "vit_config": json.dumps(vit_cfg.to_dict(), sort_keys=True),
+        "config_hash": digest,
+    }

@@ -41,7 +41,7 @@ def pretrain(
 ) -> int:
     """Pretrain on ``dataset`` (items: uint8 [C, H, W], int label; attribute ``num_classes``); collective."""
     from pretrainflow.models import VisionTransformer
-    from pretrainflow.train.artifacts import mfu, write_stage_dir
+    from pretrainflow.train.artifacts import device_fields, vit_model_meta, write_stage_dir
     from pretrainflow.train.engine import setup_distributed
     from pretrainflow.train.loop import TrainPlan, train
 
@@ -91,24 +91,12 @@ def pretrain(
             "dataset": spec.dataset,
             "num_images": len(dataset),
             "num_classes": vit_cfg.num_classes,
-            "devices": f"{world.world_size} x {placement.device_name}",
-            "wall_seconds": wall,
-            "device_hours": wall * world.world_size / 3600.0,
             "dataset_checksum": dataset_checksum,
-            "mfu": mfu(
-                flops_per_image=model.flops_per_image(),
-                images_per_s=result.summary["throughput"],
-                world_size=world.world_size,
-                device_name=placement.device_name,
+            **device_fields(
+                world=world, placement=placement, wall=wall, model=model, images_per_s=result.summary["throughput"]
             ),
         }
-        meta = {
-            "format": "pt",
-            "architecture": spec.model.name,
-            "timm_name": vit_cfg.timm_name,
-            "vit_config": json.dumps(vit_cfg.to_dict(), sort_keys=True),
-            "config_hash": digest,
-        }
+        meta = vit_model_meta(spec.model.name, vit_cfg, digest)
         write_stage_dir(
             out,
             state_dict=result.state_dict,
