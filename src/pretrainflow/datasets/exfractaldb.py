@@ -38,7 +38,7 @@ import pandas as pd
 from pretrainflow.datasets._camera import orbit_camera, project_points, sphere_camera
 from pretrainflow.datasets._raster import is_almost_empty, splat_points
 from pretrainflow.datasets.registry import Family, instance_rng
-from pretrainflow.errors import expect
+from pretrainflow.errors import expect, expect_in_range
 
 SEARCH_STREAM = 1  # sub-stream of a category's search draws
 CLOUD_STREAM = 2  # sub-stream of a (class, variant) point cloud: instance_rng(seed, class, variant, CLOUD_STREAM)
@@ -47,13 +47,6 @@ WARMUP = 24  # steps from the origin dropped per chain before points are kept
 COEFFICIENTS = 12  # a..l per map
 VIEW_SAMPLINGS = ("orbit", "sphere")
 DIVERGENCE_BOUND = 1e3  # |coordinate| beyond which an orbit has escaped (attractors here span a few units)
-
-
-def _check(name: str, value, low: float, high: float, integer: bool) -> None:
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    ok = ok and not isinstance(value, bool) and low <= value <= high
-    expect(ok, name, f"expected {kind} in [{low}, {high}], got {value!r}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -79,23 +72,23 @@ class ExFractalDBParams:
     max_trials: int = 100_000  # our guard: give up (error) after this many rejected systems for one category
 
     def __post_init__(self) -> None:
-        _check("maps_min", self.maps_min, 1, 64, True)
-        _check("maps_max", self.maps_max, self.maps_min, 64, True)
-        _check("num_points", self.num_points, 1, 1_000_000, True)  # ~100 bytes of work arrays per point
-        _check("variance_threshold", self.variance_threshold, 0.0, 1.0, False)
+        expect_in_range("maps_min", self.maps_min, 1, 64, True)
+        expect_in_range("maps_max", self.maps_max, self.maps_min, 64, True)
+        expect_in_range("num_points", self.num_points, 1, 1_000_000, True)  # ~100 bytes of work arrays per point
+        expect_in_range("variance_threshold", self.variance_threshold, 0.0, 1.0, False)
         self.weight_factors = tuple(self.weight_factors)
         for i, factor in enumerate(self.weight_factors):
-            _check(f"weight_factors[{i}]", factor, 0.0, 100.0, False)
+            expect_in_range(f"weight_factors[{i}]", factor, 0.0, 100.0, False)
         expect(self.view_sampling in VIEW_SAMPLINGS, "view_sampling",
                f"expected one of {', '.join(VIEW_SAMPLINGS)}, got {self.view_sampling!r}")  # fmt: skip
-        _check("views", self.views, 1, 3600, True)
-        _check("view_offset_deg", self.view_offset_deg, -360.0, 360.0, False)
-        _check("view_jitter_deg", self.view_jitter_deg, 0.0, 180.0, False)
-        _check("camera_distance", self.camera_distance, 1e-3, 1e6, False)
-        _check("fov_deg", self.fov_deg, 1e-3, 179.0, False)
-        _check("z_near", self.z_near, 1e-6, 1e6, False)
-        _check("z_far", self.z_far, self.z_near, 1e9, False)
-        _check("max_trials", self.max_trials, 1, 10**9, True)
+        expect_in_range("views", self.views, 1, 3600, True)
+        expect_in_range("view_offset_deg", self.view_offset_deg, -360.0, 360.0, False)
+        expect_in_range("view_jitter_deg", self.view_jitter_deg, 0.0, 180.0, False)
+        expect_in_range("camera_distance", self.camera_distance, 1e-3, 1e6, False)
+        expect_in_range("fov_deg", self.fov_deg, 1e-3, 179.0, False)
+        expect_in_range("z_near", self.z_near, 1e-6, 1e6, False)
+        expect_in_range("z_far", self.z_far, self.z_near, 1e9, False)
+        expect_in_range("max_trials", self.max_trials, 1, 10**9, True)
 
 
 def weight_table(factors: tuple[float, ...]) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pretrainflow.datasets.registry import Family, instance_rng
-from pretrainflow.errors import expect
+from pretrainflow.errors import expect, expect_in_range
 
 MODES = ("bw", "gray", "color")
 SEARCH_STREAM = 1
@@ -39,13 +39,6 @@ COMPACT_EVERY = 4  # steps between removals of converged pixels from the working
 # Degenerate rule: fewer than 1/256 of the pixels differ from the image's most common value (the view sits inside
 # one basin, or sees only non-converged points): a flat image teaches nothing.
 MIN_VARIED_FRACTION = 1.0 / 256
-
-
-def _check(name: str, value, low: float, high: float, integer: bool) -> None:
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    ok = ok and not isinstance(value, bool) and low <= value <= high
-    expect(ok, name, f"expected {kind} in [{low}, {high}], got {value!r}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -68,18 +61,18 @@ class NewtonParams:
 
     def __post_init__(self) -> None:
         expect(self.mode in MODES, "mode", f"expected one of {', '.join(MODES)}, got {self.mode!r}")
-        _check("degree_min", self.degree_min, 2, 64, True)
-        _check("degree_max", self.degree_max, self.degree_min, 64, True)
-        _check("root_radius", self.root_radius, 1e-6, 1e6, False)
-        _check("view_half_width", self.view_half_width, 1e-9, 1e9, False)
-        _check("zoom_range", self.zoom_range, 1.0, 1e6, False)
-        _check("offset", self.offset, 0.0, 1e6, False)
-        _check("rotation_deg", self.rotation_deg, 0.0, 180.0, False)
-        _check("relax_min", self.relax_min, 1e-3, 1.999, False)
-        _check("relax_max", self.relax_max, self.relax_min, 1.999, False)
-        _check("max_iter", self.max_iter, 1, 10_000, True)
-        _check("tolerance", self.tolerance, 1e-7, 1.0, False)
-        _check("shade", self.shade, 0.0, 1.0, False)
+        expect_in_range("degree_min", self.degree_min, 2, 64, True)
+        expect_in_range("degree_max", self.degree_max, self.degree_min, 64, True)
+        expect_in_range("root_radius", self.root_radius, 1e-6, 1e6, False)
+        expect_in_range("view_half_width", self.view_half_width, 1e-9, 1e9, False)
+        expect_in_range("zoom_range", self.zoom_range, 1.0, 1e6, False)
+        expect_in_range("offset", self.offset, 0.0, 1e6, False)
+        expect_in_range("rotation_deg", self.rotation_deg, 0.0, 180.0, False)
+        expect_in_range("relax_min", self.relax_min, 1e-3, 1.999, False)
+        expect_in_range("relax_max", self.relax_max, self.relax_min, 1.999, False)
+        expect_in_range("max_iter", self.max_iter, 1, 10_000, True)
+        expect_in_range("tolerance", self.tolerance, 1e-7, 1.0, False)
+        expect_in_range("shade", self.shade, 0.0, 1.0, False)
 
 
 def _category(params: NewtonParams, rng: np.random.Generator) -> dict:
