@@ -27,9 +27,9 @@ def worker(argv: list[str]) -> int:
     import torch
     import torch.distributed as dist
 
-    from pretrainflow.train.llm import build_model, seed_everything, setup_world, teardown_world
-    from pretrainflow.train.llm_engine import make_engine
-    from pretrainflow.train.llm_spec import llm_run_from_dict
+    from pretrainflow.train.llm.engine import make_engine
+    from pretrainflow.train.llm.pretrain import build_model, seed_everything, setup_world, teardown_world
+    from pretrainflow.train.llm.spec import llm_run_from_dict
 
     args = json.loads(argv[0])
     run = llm_run_from_dict(args["spec"])
@@ -68,14 +68,15 @@ def worker(argv: list[str]) -> int:
 
 def bench_one(model: str, tp: int, ranks: int, seq: int, micro: int, vocab: int, steps: int, warmup: int) -> dict:
     from pretrainflow.launch import run_distributed
-    from pretrainflow.train.llm_publish import mfu
-    from pretrainflow.train.llm_spec import llm_run_from_dict
+    from pretrainflow.models.gpt import padded_vocab_size
+    from pretrainflow.train.llm.spec import llm_run_from_dict
+    from pretrainflow.train.mfu import device_name, mfu
 
     cuda = _cuda()
     spec = {
         "run_id": "bench", "kind": "llm", "model": {"name": model}, "corpus": "none", "seq_length": seq,
         "parallel": {"tensor": tp, "pipeline": 1}, "batch": {"micro": micro, "global": micro * ranks // tp},
-        "schedule": {"train_steps": 10**6, "warmup_steps": 0}, "optimizer": {"lr": 1e-4, "min_lr": 1e-5},
+        "schedule": {"train_steps": 10**6, "warmup_steps": 0, "min_lr": 1e-5}, "optimizer": {"lr": 1e-4},
         "devices": {"gpus_per_node": ranks, "cpu_ranks": 1} if cuda else {"cpu_ranks": ranks},
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,10 +88,13 @@ def bench_one(model: str, tp: int, ranks: int, seq: int, micro: int, vocab: int,
         measured = json.loads(result.read_text())
     run = llm_run_from_dict(spec)
     tokens_per_s = run.tokens_per_step / measured["seconds_per_step"]
+    flops_per_token = run.shape.flops_per_token(padded_vocab_size(vocab), run.seq_length)
+    utilisation = mfu(train_flops_per_item=flops_per_token, items_per_s=tokens_per_s, world_size=ranks,
+                      device_name=device_name(measured["device"]))  # fmt: skip
     return {
         "model": model, "tp": tp, "ranks": ranks, "seq_length": seq, "global_batch": run.global_batch,
         "ms_per_step": round(measured["seconds_per_step"] * 1000, 1), "tokens_per_s": round(tokens_per_s),
-        "mfu": mfu(run, vocab, tokens_per_s, ranks, measured["device"]), "device": measured["device"],
+        "mfu": utilisation, "device": measured["device"],
     }  # fmt: skip
 
 

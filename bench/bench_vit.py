@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_vit.py [--model vit_micro] [--micro 64] [--steps 40] [--repeats 3] [--zero 0 2]
 
 Both sides train the same registered ViT on the same in-memory uint8 images with AdamW + warmup/cosine and no
-augmentation (so the figure is the engine's overhead, not the augmentation's). Ours: pretrainflow.train.loop.train
+augmentation (so the figure is the engine's overhead, not the augmentation's). Ours: pretrainflow.train.vit.loop.train
 (DeepSpeed engine, per-step reseeding, walltime-signal check, metric rows) in one process; plain: DataLoader ->
 float/normalise -> forward -> cross entropy -> backward -> AdamW step -> scheduler step. Each side runs ``--repeats``
 times interleaved and the best run counts (the machine is shared; the best is the least disturbed). Goal: overhead <= 5 %.
@@ -37,8 +37,8 @@ class RandomImages(torch.utils.data.Dataset):
 def plain_loop(model_name: str, data: RandomImages, micro: int, steps: int) -> float:
     """images/s of a plain PyTorch loop."""
     from pretrainflow.models import create_vit
-    from pretrainflow.train.optim import param_groups
-    from pretrainflow.train.schedule import warmup_cosine
+    from pretrainflow.train.vit.optim import param_groups
+    from pretrainflow.train.vit.schedule import warmup_cosine
 
     torch.manual_seed(0)
     model = create_vit(model_name, num_classes=data.num_classes, drop_path=0.0)
@@ -58,10 +58,10 @@ def plain_loop(model_name: str, data: RandomImages, micro: int, steps: int) -> f
 
 
 def engine_loop(model_name: str, data: RandomImages, micro: int, steps: int, zero: int, placement, world) -> float:
-    """images/s of pretrainflow.train.loop.train (its summary counts training time only, not engine set-up)."""
+    """images/s of pretrainflow.train.vit.loop.train (its summary counts training time only, not engine set-up)."""
     from pretrainflow.models import create_vit, vit_config
-    from pretrainflow.train.loop import TrainPlan, train
-    from pretrainflow.train.vit_spec import AugmentSpec, BatchSpec, OptimizerSpec, ScheduleSpec
+    from pretrainflow.train.vit.loop import TrainPlan, train
+    from pretrainflow.train.vit.spec import AugmentSpec, BatchSpec, OptimizerSpec, ScheduleSpec
 
     torch.manual_seed(0)
     cfg = vit_config(model_name, num_classes=data.num_classes, drop_path=0.0)
@@ -78,7 +78,7 @@ def engine_loop(model_name: str, data: RandomImages, micro: int, steps: int, zer
     plan = TrainPlan(
         optimizer=OptimizerSpec(lr=5e-4),
         schedule=ScheduleSpec(epochs=1, warmup_epochs=0.1, min_lr=1e-5),
-        batch=BatchSpec(micro=micro),
+        batch=BatchSpec(micro=micro, global_batch=micro),  # one rank, no accumulation
         augment=off,
         precision="fp32",
         zero_stage=zero,
@@ -116,7 +116,7 @@ def main() -> None:
 
     from pretrainflow.launch import world_from_env
     from pretrainflow.models import vit_config
-    from pretrainflow.train.engine import setup_distributed
+    from pretrainflow.train.vit.engine import setup_distributed
 
     world = world_from_env()
     placement = setup_distributed(world)

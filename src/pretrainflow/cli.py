@@ -8,28 +8,26 @@ A PretrainflowError (bad config, bad input file) is printed as one line and exit
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
+from pretrainflow import study_cli
+from pretrainflow.corpora import cli as corpora_cli
+from pretrainflow.datasets import cli as datasets_cli
 from pretrainflow.errors import PretrainflowError
+from pretrainflow.results import cli as results_cli
+from pretrainflow.schedulers import cli as schedulers_cli
+from pretrainflow.train.llm import cli as llm_cli
+from pretrainflow.train.vit import cli as vit_cli
 
-COMMAND_MODULES = (
-    "pretrainflow.study_cli",
-    "pretrainflow.datasets.cli",
-    "pretrainflow.corpora.cli",
-    "pretrainflow.train.vit_cli",
-    "pretrainflow.train.llm_cli",
-    "pretrainflow.results.cli",
-    "pretrainflow.schedulers.cli",
-)
+COMMAND_MODULES = (study_cli, datasets_cli, corpora_cli, vit_cli, llm_cli, results_cli, schedulers_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pretrainflow", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="<command>")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).add_commands(subparsers)
+    for module in COMMAND_MODULES:
+        module.add_commands(subparsers)
     return parser
 
 

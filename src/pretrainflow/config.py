@@ -9,7 +9,6 @@ pretraining run, a fine-tuning cell) gets a self-contained resolved spec; its ca
 from __future__ import annotations
 
 import copy
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,26 +16,28 @@ from typing import Any
 import yaml
 
 from pretrainflow.ablations import expand_ablation
+from pretrainflow.corpora.spec import check_corpus
+from pretrainflow.datasets.spec import check_spec as check_dataset
 from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
 from pretrainflow.schema import validate_study_schema
+from pretrainflow.train.llm.spec import check_llm_run
+from pretrainflow.train.vit.spec import check_finetune, check_task, check_vit_run
 
-# Typed checks owned by each area: "module:function" called as function(spec, where); a returned dict replaces the spec
-# (that is how an area fills in its defaults, so the resolved spec that is hashed shows every value used).
+# Typed checks owned by each area, called as check(spec, where); a returned dict replaces the spec (that is how an area
+# fills in its defaults, so the resolved spec that is hashed shows every value used).
 AREA_CHECKS = {
-    "dataset": "pretrainflow.datasets.spec:check_spec",
-    "corpus": "pretrainflow.corpora.spec:check_corpus",
-    "vit": "pretrainflow.train.vit_spec:check_vit_run",
-    "llm": "pretrainflow.train.llm_spec:check_llm_run",
-    "task": "pretrainflow.train.vit_spec:check_task",
-    "finetune": "pretrainflow.train.vit_spec:check_finetune",
+    "dataset": check_dataset,
+    "corpus": check_corpus,
+    "vit": check_vit_run,
+    "llm": check_llm_run,
+    "task": check_task,
+    "finetune": check_finetune,
 }
 
 
 def _area_check(area: str, spec: dict[str, Any], where: str) -> dict[str, Any]:
-    module_name, _, function_name = AREA_CHECKS[area].partition(":")
-    check = getattr(importlib.import_module(module_name), function_name)
-    resolved = check(spec, where)
+    resolved = AREA_CHECKS[area](spec, where)
     return spec if resolved is None else resolved
 
 
@@ -129,6 +130,9 @@ def _resolve_run(study: Study, run_id: str, run: dict[str, Any], seed: int) -> d
         corpus = run.get("corpus")
         if corpus not in study.corpora:
             raise ConfigError(f"{where}.corpus: unknown corpus {corpus!r}; expected one of {sorted(study.corpora)}")
+        unknown = sorted(set(run.get("blend") or {}) - set(study.corpora))
+        if unknown:
+            raise ConfigError(f"{where}.blend: unknown corpora {unknown}; expected some of {sorted(study.corpora)}")
         spec["corpus_spec"] = study.corpora[corpus]
     return _area_check(run["kind"], spec, where)
 

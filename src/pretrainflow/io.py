@@ -130,3 +130,21 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
         raise PretrainflowError(f"{path}: not valid JSON ({err})") from err
+
+
+def save_safetensors(state_dict: dict, path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Write tensors (made contiguous, as safetensors requires) with string metadata to ``path`` atomically."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp), metadata=metadata)
+
+
+def load_safetensors(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
+    """(tensors, metadata) of a safetensors file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    return load_file(str(path)), metadata

@@ -8,6 +8,7 @@ import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 # Packages whose versions decide a result; recorded in every row.
 TRACKED_PACKAGES = ("pretrainflow", "torch", "deepspeed", "megatron-core", "numpy", "snakemake", "pandas", "pyarrow")
@@ -71,3 +72,14 @@ def provenance(env: dict[str, str] | None = None) -> dict[str, object]:
         "job_id": job_id,
         "versions": package_versions(),
     }
+
+
+def config_record(config: dict[str, Any]) -> dict[str, Any]:
+    """The one ``config.json`` shape of every stage directory: the resolved config, its hash, and where it was made.
+
+    >>> sorted(config_record({"lr": 0.1}))
+    ['config', 'config_hash', 'provenance']
+    """
+    from pretrainflow.io import config_hash
+
+    return {"config": config, "config_hash": config_hash(config), "provenance": provenance()}

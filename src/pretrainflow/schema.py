@@ -1,4 +1,8 @@
-"""Validate a study against the JSON schemas in workflow/schemas/, with errors that name the key path."""
+"""Validate a study against the JSON schemas in workflow/schemas/, with errors that name the key path.
+
+Keys of the old run vocabulary (``batch.accumulation``, ``log_every``, ``optimizer.min_lr``, ...) are looked up in
+``pretrainflow.train.spec.RENAMED_KEYS`` first, so the message names the new key instead of "unknown key(s)".
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import referencing
 import yaml
 
 from pretrainflow.errors import ConfigError
+from pretrainflow.train.spec import renamed_key
 
 # The schemas ship with the workflow; the package finds them from the repository layout (src/pretrainflow/ -> ../../).
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
@@ -49,8 +54,22 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+def check_renamed_keys(study: dict[str, Any]) -> None:
+    """ConfigError ``pretrain.<run>.<old key>: moved to ...`` for a run or the fine-tune recipe in the old vocabulary."""
+    places: list[tuple[str, Any]] = []
+    if isinstance(study.get("pretrain"), dict):
+        places += [(f"pretrain.{name}", run) for name, run in study["pretrain"].items()]
+    if isinstance(study.get("finetune"), dict):
+        places.append(("finetune.recipe", study["finetune"].get("recipe")))
+    for where, section in places:
+        hint = renamed_key(section)
+        if hint:
+            raise ConfigError(f"{where}.{hint}")
+
+
 def validate_study_schema(study: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> None:
     """Raise ConfigError for the most relevant schema violation (all of them are listed after the first)."""
+    check_renamed_keys(study)
     registry = _registry(schema_dir)
     schema = registry.contents(STUDY_SCHEMA)
     validator = jsonschema.Draft202012Validator(schema, registry=registry)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from pretrainflow.config import load_study
-
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser("check", help="validate a study file (schema, references, typed checks)")
@@ -14,6 +12,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from pretrainflow.config import load_study  # imports the training specs (torch): not at --help time
+
     study = load_study(args.study)
     print(f"study {study.name}: OK")
     print(f"  datasets  {', '.join(study.datasets) or '-'}")

@@ -51,7 +51,7 @@ def test_ranks_across_nodes_and_launch_lines(tmp_path):
     assert {(w.master_addr, w.master_port) for w in worlds} == {("a", 10012)}
     hostfile = write_hostfile(layout, 8, tmp_path / "hosts")
     assert hostfile.read_text() == "a slots=8\nb slots=8\nc slots=8\n"
-    argv = mpirun_argv(layout, 8, hostfile, "pretrainflow.train.vit:worker", ["--spec", '{"a": 1}; rm -rf ~'])
+    argv = mpirun_argv(layout, 8, hostfile, "pretrainflow.train.vit.pretrain:worker", ["--spec", '{"a": 1}; rm -rf ~'])
     assert argv[:5] == ["mpirun", "-np", "24", "--npernode", "8"]
     assert argv[-1] == '{"a": 1}; rm -rf ~'  # one argv item, no shell
     srun = srun_argv(layout, 4, "m:f", [])

@@ -111,7 +111,7 @@ def test_run_tasks_check_before_submitting(tmp_path, monkeypatch):
     tasks, specs = run_tasks(str(study), [], "lr")
     assert [t.run_id for t in tasks] == ["vit-test-fdb.lr-0.0003"]
     assert tasks[0].argv[:1] == ["pretrain-vit"] and tasks[0].argv[-4:] == [
-        "--out", "results/pretrain/vit-test-fdb.lr-0.0003", "--checkpoints", "results/checkpoints/vit-test-fdb.lr-0.0003"
+        "--out", "results/pretrain/vit-test-fdb.lr-0.0003", "--checkpoints", "results/checkpoints"
     ]  # fmt: skip
     # a requeued task carries no process handle
     task = RunTask(run_id="r", argv=["x"], summary="s")

@@ -54,7 +54,7 @@ def megatron_world():
     import torch.distributed as dist
     from megatron.core import parallel_state
 
-    from pretrainflow.train.llm_publish import single_process_world
+    from pretrainflow.train.llm.publish import single_process_world
 
     single_process_world()
     yield

@@ -29,8 +29,8 @@ def run_spec(run_id: str = "t", *, tensor: int = 1, ranks: int = 1, steps: int =
     spec = {
         "run_id": run_id, "kind": "llm", "seed": 0, "model": {"name": "gpt_micro"}, "corpus": CORPUS,
         "parallel": {"tensor": tensor, "pipeline": 1}, "seq_length": 32, "batch": {"micro": 4, "global": 8},
-        "optimizer": {"name": "adam", "lr": 3e-3, "min_lr": 3e-4, "weight_decay": 0.01},
-        "schedule": {"train_steps": steps, "warmup_steps": 2}, "devices": {"cpu_ranks": ranks},
+        "optimizer": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.01},
+        "schedule": {"train_steps": steps, "warmup_steps": 2, "min_lr": 3e-4}, "devices": {"cpu_ranks": ranks},
         "eval": {"iters": 2}, "corpus_spec": CORPUS_SPEC,
     }  # fmt: skip
     spec.update(extra)
@@ -63,7 +63,7 @@ def read_losses(checkpoint_root: Path) -> dict[int, float]:
 
 
 def checkpoint_root(checkpoints: Path, spec: dict) -> Path:
-    from pretrainflow.train.llm_cli import checkpoint_dir
+    from pretrainflow.train.llm.cli import checkpoint_dir
 
     return checkpoint_dir(checkpoints, spec)
 

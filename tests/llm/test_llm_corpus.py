@@ -128,7 +128,7 @@ def test_tokenizer_shards_and_merge(jsonl, tmp_path):
     # sharded build == the same documents built in one go
     write_indexed(docs, tok_path, tmp_path / "single")
     assert (tmp_path / "single.bin").read_bytes() == (tmp_path / "out" / "web_text_document.bin").read_bytes()
-    assert json.loads((tmp_path / "out" / "config.json").read_text())["name"] == "web"
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["config"]["name"] == "web"
 
 
 def test_cli_reports_bad_spec_in_one_line(tmp_path):

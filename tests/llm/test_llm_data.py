@@ -10,7 +10,7 @@ import pytest
 from llm_helpers import CORPUS
 
 from pretrainflow.errors import PretrainflowError
-from pretrainflow.train.llm_data import BatchStream, blend_prefixes, build_gpt_datasets
+from pretrainflow.train.llm.data import BatchStream, blend_prefixes, build_gpt_datasets
 
 pytestmark = pytest.mark.usefixtures("megatron_world")  # the dataset builder logs through torch.distributed
 

@@ -16,9 +16,9 @@ def megatron_logits(spec, model_path, ids):
     import torch.distributed as dist
     from megatron.core import parallel_state
 
-    from pretrainflow.train.llm_eval import load_published_model
-    from pretrainflow.train.llm_publish import single_process_world
-    from pretrainflow.train.llm_spec import llm_run_from_dict
+    from pretrainflow.train.llm.evaluate import load_published_model
+    from pretrainflow.train.llm.publish import single_process_world
+    from pretrainflow.train.llm.spec import llm_run_from_dict
 
     single_process_world()
     try:

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from llm_helpers import REPO, cli_env, pretrain, read_losses, run_spec
 
+from pretrainflow.train.checkpoints import latest
+
 pytestmark = pytest.mark.slow
 
 
@@ -41,7 +43,7 @@ def wait_for_step(root: Path, step: int, proc: subprocess.Popen, timeout: float 
 
 
 def checkpoint_root(work: Path, spec: dict) -> Path:
-    from pretrainflow.train.llm_cli import checkpoint_dir
+    from pretrainflow.train.llm.cli import checkpoint_dir
 
     return checkpoint_dir(work / "checkpoints", spec)
 
@@ -61,7 +63,7 @@ def test_sigkill_then_resume_reproduces_the_curve(corpora_dir, tp1_run, tmp_path
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    killed_at = json.loads((root / "latest.json").read_text())["step"]
+    killed_at, _ = latest(root)
     assert 1 <= killed_at < 8, "the kill must land mid-run"
     assert not (tmp_path / "pretrain" / "killed" / "model.safetensors").exists()  # nothing looks complete
     proc2, out, _ = pretrain(corpora_dir, tmp_path, spec)
@@ -81,7 +83,7 @@ def test_walltime_signal_checkpoints_and_exits_75(corpora_dir, tp2_run, tmp_path
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_CHECKPOINTED, output[-3000:]
     assert "rerun to resume" in output
-    stopped_at = json.loads((root / "latest.json").read_text())["step"]
+    stopped_at, _ = latest(root)
     assert 2 <= stopped_at < 8
     _, out, _ = pretrain(corpora_dir, tmp_path, spec)
     assert_same_curve(read_losses(root), read_losses(tp2_run[2]), tol=1e-5)
@@ -96,7 +98,7 @@ def test_resume_under_another_tensor_parallel_degree(corpora_dir, tp1_run, tmp_p
     proc, _, root = pretrain(corpora_dir, tmp_path, spec2, "--max-steps", "4", check=False)
     assert proc.returncode == EXIT_CHECKPOINTED, proc.stdout[-3000:]
     spec1 = run_spec("reshard", tensor=1, ranks=1)
-    argv = [sys.executable, "-m", "pretrainflow.launch.worker", "pretrainflow.train.llm:train_worker", "--spec",
+    argv = [sys.executable, "-m", "pretrainflow.launch.worker", "pretrainflow.train.llm.pretrain:train_worker", "--spec",
             json.dumps(spec1), "--corpora-dir", str(corpora_dir), "--checkpoint-dir", str(root)]  # fmt: skip
     from pretrainflow.launch.local import free_port
 

@@ -8,7 +8,8 @@ import pytest
 from llm_helpers import REPO, run_spec
 
 from pretrainflow.errors import ConfigError
-from pretrainflow.train.llm_spec import check_llm_run, llm_run_from_dict
+from pretrainflow.train.llm.spec import check_llm_run, llm_run_from_dict
+from pretrainflow.train.spec import RENAMED_KEYS
 
 
 def test_defaults_and_arithmetic():
@@ -16,8 +17,40 @@ def test_defaults_and_arithmetic():
     assert run.data_parallel(4) == 2 and run.accumulation(4) == 1  # global 8 = micro 4 x dp 2 x accum 1
     assert run.tokens_per_step == 8 * 32
     resolved = check_llm_run(run_spec(), "pretrain.t")
-    assert resolved["optimizer"]["beta2"] == 0.95 and resolved["checkpoint"] == {"every_steps": 0}
+    assert resolved["optimizer"] == {
+        "name": "adamw", "lr": 3e-3, "weight_decay": 0.01, "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0
+    }  # fmt: skip
+    assert resolved["schedule"] == {"train_steps": 8, "warmup_steps": 2, "min_lr": 3e-4}
+    assert resolved["checkpoint"] == {"every_steps": 0, "keep": 1} and resolved["log"] == {"every_steps": 1}
+    assert resolved["batch"] == {"micro": 4, "global": 8} and resolved["eval"] == {"iters": 2}
     assert resolved["devices"]["runtime_minutes"] == 60
+    assert check_llm_run(resolved, "pretrain.t") == resolved  # idempotent: the resolved spec validates again
+
+
+def test_flat_run_view():
+    run = llm_run_from_dict(run_spec(checkpoint={"every_steps": 4}, log={"every_steps": 2}))
+    assert run.optimizer == {
+        "name": "adamw", "lr": 3e-3, "weight_decay": 0.01, "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0
+    }  # fmt: skip
+    assert run.min_lr == 3e-4 and run.train_steps == 8 and run.warmup_steps == 2
+    assert (run.checkpoint_every, run.checkpoint_keep, run.log_every, run.eval_iters) == (4, 1, 2, 2)
+    assert (run.micro_batch, run.global_batch, run.accumulation(1)) == (4, 8, 2)
+    assert run.shape.name == "gpt_micro" and run.spec["model"] == {"name": "gpt_micro"}
+    assert run.spec["checkpoint"] == {"every_steps": 4, "keep": 1}
+
+
+@pytest.mark.parametrize("entry", RENAMED_KEYS, ids=lambda entry: entry.key)
+def test_old_keys_name_their_new_place(entry):
+    spec = run_spec()
+    node = spec
+    *parents, leaf = entry.key.split(".")
+    for part in parents:
+        node[part] = dict(node.get(part, {}))
+        node = node[part]
+    node[leaf] = entry.value if entry.value is not None else 0.9
+    with pytest.raises(ConfigError) as err:
+        check_llm_run(spec, "pretrain.gpt-x")
+    assert str(err.value) == f"pretrain.gpt-x.{entry.key}: {entry.message}"
 
 
 @pytest.mark.parametrize(
@@ -30,14 +63,35 @@ def test_defaults_and_arithmetic():
         ),
         (
             {"batch": {"micro": 3, "global": 8}},
-            r"pretrain.t.batch.global: expected a multiple of micro x data_parallel",
+            r"pretrain.t.batch.global: expected a multiple of micro x data-parallel ranks = 3 x 1",
         ),
+        (
+            {"batch": {"micro": 4, "global": 12}, "devices": {"cpu_ranks": 2}},
+            r"pretrain.t.batch.global: expected a multiple of micro x data-parallel ranks = 4 x 2 = 8",
+        ),
+        ({"batch": {"micro": 4}}, r"pretrain.t.batch: missing required key\(s\) \['global'\]"),
         ({"schedule": {"train_steps": 4, "warmup_steps": 4}}, r"pretrain.t.schedule.warmup_steps: expected fewer than"),
-        ({"optimizer": {"name": "sgd"}}, r"pretrain.t.optimizer.name: expected one of \['adam'\]"),
-        ({"optimizer": {"lr": 1e-4, "min_lr": 1e-3}}, r"pretrain.t.optimizer.min_lr: expected min_lr <= lr"),
+        ({"schedule": {"warmup_steps": 1}}, r"pretrain.t.schedule: missing required key\(s\) \['train_steps'\]"),
+        ({"optimizer": {"name": "sgd"}}, r"pretrain.t.optimizer.name: expected one of \['adamw'\]"),
+        ({"optimizer": {"betas": [0.9]}}, r"pretrain.t.optimizer.betas: expected two numbers in \[0, 1\)"),
+        ({"optimizer": {"eps": 0}}, r"pretrain.t.optimizer.eps: expected a number > 0.0, got 0"),
+        (
+            {"optimizer": {"lr": 1e-4}, "schedule": {"train_steps": 8, "min_lr": 1e-3}},
+            r"pretrain.t.schedule.min_lr: expected <= optimizer.lr",
+        ),
+        ({"checkpoint": {"keep": 0}}, r"pretrain.t.checkpoint.keep: expected an integer >= 1, got 0"),
+        ({"log": {"every_steps": 0}}, r"pretrain.t.log.every_steps: expected an integer >= 1, got 0"),
+        ({"eval": {"iters": 0}}, r"pretrain.t.eval.iters: expected an integer >= 1, got 0"),
+        ({"precision": "fp16"}, r"pretrain.t.precision: expected one of \['bf16', 'fp32'\]"),
+        (
+            {"parallel": {"sequence_parallel": True}},
+            r"pretrain.t.parallel.sequence_parallel: needs parallel.tensor > 1",
+        ),
+        ({"devices": {"cpu_ranks": 0}}, r"pretrain.t.devices.cpu_ranks: expected an integer >= 1, got 0"),
         ({"model": {"name": "gpt_micro", "hidden": 3}}, r"pretrain.t.model: unknown model keys \['hidden'\]"),
+        ({"model": {"name": "gpt_huge"}}, r"pretrain.t.model.name: expected one of"),
         ({"seq_length": 4}, r"pretrain.t.seq_length: expected an integer >= 8, got 4"),
-        ({"mystery": 1}, r"pretrain.t.run: unknown keys \['mystery'\]"),
+        ({"mystery": 1}, r"pretrain.t: unknown key\(s\) \['mystery'\]"),
     ],
 )
 def test_errors_name_the_key(change, message):
@@ -64,6 +118,10 @@ def test_paper_scale_study_validates():
     run = llm_run_from_dict(study.runs[run_id])
     assert run.shape.name == "llama_1b" and run.gpus_per_node == 8
     assert run.world_size(cuda=True) % (run.tensor * run.pipeline) == 0
+    # 512 sequences = micro 4 x 4 accumulation x 32 data-parallel GPUs; the numbers of the study before the rename
+    assert run.accumulation(run.world_size(cuda=True)) == 4 and run.tokens_per_step == 512 * 4096
+    assert (run.optimizer["lr"], run.min_lr, run.optimizer["betas"]) == (3.0e-4, 3.0e-5, [0.9, 0.95])
+    assert (run.checkpoint_every, run.checkpoint_keep, run.log_every) == (500, 1, 10)
 
 
 def test_blend_defaults_and_checks():
@@ -71,7 +129,7 @@ def test_blend_defaults_and_checks():
     assert llm_run_from_dict(run_spec(blend={"docs": 3, "web": 1})).blend == {"docs": 3, "web": 1}
     with pytest.raises(ConfigError, match=r"pretrain.t.blend: expected the run's corpus 'docs' among \['web'\]"):
         check_llm_run(run_spec(blend={"web": 1.0}), "pretrain.t")
-    with pytest.raises(ConfigError, match=r"pretrain.t.blend.web: expected a weight > 0, got 0"):
+    with pytest.raises(ConfigError, match=r"pretrain.t.blend.web: expected a number > 0.0, got 0"):
         check_llm_run(run_spec(blend={"docs": 1.0, "web": 0}), "pretrain.t")
 
 
@@ -81,7 +139,7 @@ def test_pipeline_parallel_on_cpu_is_refused_before_launch(tmp_path):
 
     import torch
 
-    from pretrainflow.train.llm_cli import run_pretrain
+    from pretrainflow.train.llm.cli import run_pretrain
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present: pipeline parallelism is allowed")

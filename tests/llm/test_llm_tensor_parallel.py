@@ -46,7 +46,7 @@ def test_published_run_directory(tp2_run):
     assert {"loss", "lr", "tokens", "tokens_per_s", "grad_norm"} <= set(metrics.columns)
     # warmup 2 steps then cosine: lr peaks at step 2 and ends at min_lr
     assert metrics["lr"].iloc[1] == pytest.approx(3e-3) and metrics["lr"].iloc[-1] == pytest.approx(3e-4)
-    assert json.loads((out / "config.json").read_text())["run_id"] == spec["run_id"]
+    assert json.loads((out / "config.json").read_text())["config"]["run_id"] == spec["run_id"]
     assert (out / "loss.png").stat().st_size > 0 and any((out / "tensorboard").iterdir())
 
 

@@ -1,15 +1,33 @@
-"""The examples in the spine's docstrings are checked, so they cannot drift from the code."""
+"""The examples in the spine's and the training floor's docstrings are checked, so they cannot drift from the code."""
 
 import doctest
 
 import pytest
 
 import pretrainflow.errors
+import pretrainflow.provenance
 import pretrainflow.results.rows
 import pretrainflow.results.table
+import pretrainflow.study.layout
+import pretrainflow.train.checkpoints
+import pretrainflow.train.devices
+import pretrainflow.train.mfu
+import pretrainflow.train.publish
+
+MODULES = [
+    pretrainflow.errors,
+    pretrainflow.provenance,
+    pretrainflow.results.rows,
+    pretrainflow.results.table,
+    pretrainflow.study.layout,
+    pretrainflow.train.checkpoints,
+    pretrainflow.train.devices,
+    pretrainflow.train.mfu,
+    pretrainflow.train.publish,
+]
 
 
-@pytest.mark.parametrize("module", [pretrainflow.errors, pretrainflow.results.rows, pretrainflow.results.table])
+@pytest.mark.parametrize("module", MODULES, ids=[m.__name__ for m in MODULES])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

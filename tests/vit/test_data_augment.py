@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretrainflow.train.augment import augment_batch, mix, soft_targets
-from pretrainflow.train.data import RankSampler, match_channels, to_float
-from pretrainflow.train.vit_spec import AugmentSpec
+from pretrainflow.train.vit.augment import augment_batch, mix, soft_targets
+from pretrainflow.train.vit.data import RankSampler, match_channels, to_float
+from pretrainflow.train.vit.spec import AugmentSpec
 
 OFF = AugmentSpec(
     random_resized_crop=False,

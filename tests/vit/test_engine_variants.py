@@ -41,7 +41,7 @@ def test_zero3_bf16_accumulation_on_the_fly(dataset, tmp_path):
         zero_stage=3,
         precision="bf16",
         on_the_fly=True,
-        batch={"micro": 2, "accumulation": 2},
+        batch={"micro": 2, "global": 8},  # accumulation 2 on 2 ranks
         schedule={"epochs": 2, "warmup_epochs": 0.5},
         checkpoint={"every_steps": 100},
     )

@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,7 +21,7 @@ import torch
 from vit_runs import CLI, cli_env, pretrain_argv, pretrain_spec, run_cli, weights
 
 from pretrainflow.export.timm import timm_state_shapes
-from pretrainflow.train.checkpoint import complete_tags
+from pretrainflow.train.checkpoints import complete_tags
 from pretrainflow.train.signals import EXIT_CHECKPOINTED
 
 pytestmark = pytest.mark.slow
@@ -78,8 +79,15 @@ def test_two_rank_zero2_outputs(reference):
     stored = json.loads((out / "config.json").read_text())
     assert stored["config"]["run_id"] == "vit-test-fdb" and stored["config"]["zero_stage"] == 2
     assert (out / "loss.png").is_file() and any((out / "tensorboard").iterdir())
-    tags = complete_tags(next((root / "ckpt").iterdir()))
+    tags = complete_tags(hash_dir(root / "ckpt"))
     assert tags == ["step-00000022", "step-00000024"]  # keep: 2
+
+
+def hash_dir(ckpt_root: Path) -> Path:
+    """The run's only checkpoint directory, {root}/{run}/{config hash12} (train/checkpoints.py)."""
+    (run_dir,) = ckpt_root.iterdir()
+    (digest_dir,) = run_dir.iterdir()
+    return digest_dir
 
 
 def _kill_after_first_checkpoint(argv, ckpt_root, delay_s: float) -> None:
@@ -88,7 +96,7 @@ def _kill_after_first_checkpoint(argv, ckpt_root, delay_s: float) -> None:
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if any(complete_tags(p) for p in ckpt_root.glob("*") if p.is_dir()):
+        if any(complete_tags(p) for p in ckpt_root.glob("*/*") if p.is_dir()):
             break
         time.sleep(0.05)
     time.sleep(delay_s)
@@ -104,7 +112,7 @@ def test_sigkill_and_resume_is_bitwise_identical(reference, dataset, tmp_path):
     _kill_after_first_checkpoint(argv, ckpt, delay_s=random.uniform(0.0, 0.5))
     assert not out.exists()  # a killed run leaves no output directory behind
     # Also a save killed half-way: a newer tag with files but no COMPLETE.json marker. It must never be loaded.
-    digest_dir = next(ckpt.iterdir())
+    digest_dir = hash_dir(ckpt)
     fake = digest_dir / "step-00000023"
     fake.mkdir()
     (fake / "mp_rank_00_model_states.pt").write_bytes(b"truncated")
@@ -125,14 +133,14 @@ def test_walltime_signal_checkpoints_and_exits_75(reference, dataset, tmp_path):
     argv = pretrain_argv(spec, dataset, out, ckpt)
     proc = subprocess.Popen(argv, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not any(complete_tags(p) for p in ckpt.glob("*") if p.is_dir()):
+    while time.monotonic() < deadline and not any(complete_tags(p) for p in ckpt.glob("*/*") if p.is_dir()):
         time.sleep(0.05)
     proc.send_signal(signal.SIGUSR1)  # to the launcher, which forwards it to both ranks
     stdout, _ = proc.communicate(timeout=240)
     assert proc.returncode == EXIT_CHECKPOINTED, stdout[-3000:]
     assert "checkpointed at step" in stdout and not out.exists()
     step = int(stdout.split("checkpointed at step ")[1].split(",")[0])
-    assert 2 <= step < 24 and complete_tags(next(ckpt.iterdir()))[-1] == f"step-{step:08d}"
+    assert 2 <= step < 24 and complete_tags(hash_dir(ckpt))[-1] == f"step-{step:08d}"
     rerun = run_cli(argv)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     ref, got = weights(ref_root / "out" / "model.safetensors"), weights(out / "model.safetensors")
@@ -169,7 +177,7 @@ def test_finetune_evaluate_rows_and_export(reference, tmp_path, source):
     import pyarrow.parquet as pq
 
     from pretrainflow.results.rows import ARROW_SCHEMA
-    from pretrainflow.train.vit_spec import VitRunSpec
+    from pretrainflow.train.vit.spec import VitRunSpec
 
     spec, ref_root, _ = reference
     resolved = VitRunSpec.from_dict(spec).to_dict()

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from pretrainflow.models import create_vit
-from pretrainflow.train.optim import OPTIMIZERS, build_optimizer, param_groups
-from pretrainflow.train.schedule import lr_at, warmup_cosine
-from pretrainflow.train.vit_spec import OptimizerSpec
+from pretrainflow.train.vit.optim import OPTIMIZERS, build_optimizer, param_groups
+from pretrainflow.train.vit.schedule import lr_at, warmup_cosine
+from pretrainflow.train.vit.spec import OptimizerSpec
 
 
 def test_lr_warmup_cosine_floor():

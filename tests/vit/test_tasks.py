@@ -12,7 +12,7 @@ import torch
 
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.tasks import load_task
-from pretrainflow.train.vit_spec import TaskSpec
+from pretrainflow.train.vit.spec import TaskSpec
 
 
 def test_digits_split_is_fixed_and_stratified():

@@ -29,7 +29,7 @@ def pretrain_spec(dataset_spec: dict, **overrides) -> dict:
         "model": {"name": "vit_test", "image_size": 16, "patch_size": 4, "drop_path": 0.1},
         "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05, "grad_clip": 1.0},
         "schedule": {"epochs": 3, "warmup_epochs": 1, "min_lr": 1e-5},
-        "batch": {"micro": 4, "accumulation": 1},
+        "batch": {"micro": 4, "global": 8},  # 4 x 1 accumulation x 2 ranks
         "zero_stage": 2,
         "precision": "fp32",
         "augment": {
@@ -41,7 +41,7 @@ def pretrain_spec(dataset_spec: dict, **overrides) -> dict:
         },
         "devices": {"nodes": 1, "gpus_per_node": 0, "cpu_ranks": 2},
         "checkpoint": {"every_steps": 2, "keep": 2},
-        "log_every": 2,
+        "log": {"every_steps": 2},
     }
     for key, value in overrides.items():
         spec[key] = {**spec[key], **value} if isinstance(value, dict) and isinstance(spec.get(key), dict) else value

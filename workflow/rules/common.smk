@@ -1,5 +1,7 @@
 # Validate the study, expand it, and give the rules their specs and targets. Logic lives in pretrainflow.config (tested).
+import os
 import re
+import shlex
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -7,6 +9,8 @@ from snakemake.utils import validate
 from pretrainflow.config import load_study
 from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
+from pretrainflow.study import layout
+from pretrainflow.study.resources import rule_resources
 
 try:
     STUDY = load_study(config)
@@ -52,23 +56,48 @@ def finetune_spec(wildcards):
 
 
 def run_dataset_manifest(wildcards):
-    return f"results/datasets/{STUDY.runs[wildcards.run]['dataset']}/manifest.json"
+    return layout.DATASET_MANIFEST.format(dataset=STUDY.runs[wildcards.run]["dataset"])
 
 
 def run_corpus_manifest(wildcards):
-    return f"results/corpora/{STUDY.runs[wildcards.run]['corpus']}/manifest.json"
+    return layout.CORPUS_MANIFEST.format(corpus=STUDY.runs[wildcards.run]["corpus"])
 
 
 def finetune_pretrained_model(wildcards):
     """The pretrained weights a fine-tuning cell starts from (none for a scratch baseline)."""
     if STUDY.finetunes[(wildcards.run, wildcards.task)]["source"] == "scratch":
         return []
-    return f"results/pretrain/{wildcards.run}/model.safetensors"
+    return layout.PRETRAIN_WEIGHTS.format(run=wildcards.run)
 
 
 def study_json():
     return canonical_json(config)
 
 
+def res(rule, key):
+    """One resource of ``rule``'s jobs, computed by the package (pretrainflow.study.resources)."""
+    return lambda wildcards: rule_resources(STUDY, rule, wildcards)[key]
+
+
+def corpus_shard_prefixes(wildcards):
+    n = STUDY.corpora[wildcards.corpus]["num_shards"]
+    return [f"{layout.corpus_dir(wildcards.corpus)}/shards/shard-{k:05d}" for k in range(n)]
+
+
+def llm_blend_manifests(wildcards):
+    """Manifests of every corpus the run trains on (its blend; names were checked when the study was loaded)."""
+    run = STUDY.runs[wildcards.run]
+    return [layout.CORPUS_MANIFEST.format(corpus=name) for name in run.get("blend") or {run["corpus"]: 1}]
+
+
+def run_corpus_tokenizer(wildcards):
+    return layout.CORPUS_TOKENIZER.format(corpus=STUDY.runs[wildcards.run]["corpus"])
+
+
+def finetune_pretrained_arg(wildcards, input):
+    """"--pretrained <path>" for a pretrained run, nothing for a scratch baseline (quoted here: inserted whole)."""
+    return shlex.join(["--pretrained", input.pretrained]) if input.pretrained else ""
+
+
 def all_targets():
-    return ["results/summary.parquet", "results/report.html"]
+    return [layout.SUMMARY, layout.REPORT]

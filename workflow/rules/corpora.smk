@@ -2,16 +2,6 @@
 # megatron-core indexed dataset results/corpora/{corpus}/{corpus}_text_document.bin/.idx + manifest.json.
 
 
-def _large_corpus(wildcards):
-    """User corpora (jsonl/text) may be web scale; the built-in docstring corpus is about 1 MB."""
-    return STUDY.corpora[wildcards.corpus]["source"]["kind"] != "python-stdlib-docstrings"
-
-
-def corpus_shard_prefixes(wildcards):
-    n = STUDY.corpora[wildcards.corpus]["num_shards"]
-    return [f"results/corpora/{wildcards.corpus}/shards/shard-{k:05d}" for k in range(n)]
-
-
 rule train_tokenizer:
     output:
         "results/corpora/{corpus}/tokenizer.json",
@@ -20,10 +10,9 @@ rule train_tokenizer:
     log:
         "results/logs/train_tokenizer/{corpus}.log",
     resources:
-        # BPE training holds the word counts of its sample in memory (tokenizers parallelises over cores)
-        cpus_per_task=lambda wildcards: 16 if _large_corpus(wildcards) else 2,
-        mem_mb=lambda wildcards: 128000 if _large_corpus(wildcards) else 4000,
-        runtime=lambda wildcards: 600 if _large_corpus(wildcards) else 30,
+        cpus_per_task=res("train_tokenizer", "cpus_per_task"),
+        mem_mb=res("train_tokenizer", "mem_mb"),
+        runtime=res("train_tokenizer", "runtime"),
     shell:
         "pretrainflow corpora train-tokenizer --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 

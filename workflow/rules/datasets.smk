@@ -1,8 +1,6 @@
 # Formula-driven synthetic datasets (pretrainflow.datasets): category search -> one render job per shard (scatter)
 # -> manifest (gather). Outputs in results/datasets/{dataset}/: categories.parquet, shards/shard-{k:05d}.tar (WebDataset
 # layout), manifest.json (counts + sha256 per shard, dataset checksum) and config.json. Job sizes come from the package.
-# job_resources(spec, step) -> {"mem_mb", "runtime"} sizes each job from the dataset spec.
-from pretrainflow.datasets.build import job_resources
 
 
 rule search_categories:
@@ -14,8 +12,8 @@ rule search_categories:
         "results/logs/search_categories/{dataset}.log",
     resources:
         cpus_per_task=1,
-        mem_mb=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "search")["mem_mb"],
-        runtime=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "search")["runtime"],
+        mem_mb=res("search_categories", "mem_mb"),
+        runtime=res("search_categories", "runtime"),
     shell:
         "pretrainflow datasets search --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
@@ -32,8 +30,8 @@ rule render_shard:
         "results/logs/render_shard/{dataset}-{shard}.log",
     resources:
         cpus_per_task=1,
-        mem_mb=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "render")["mem_mb"],
-        runtime=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "render")["runtime"],
+        mem_mb=res("render_shard", "mem_mb"),
+        runtime=res("render_shard", "runtime"),
     shell:
         "pretrainflow datasets render-shard --spec {params.spec:q} --categories {input.categories:q}"
         " --shard {params.shard} --out {output:q} > {log:q} 2>&1"
@@ -54,8 +52,8 @@ rule dataset_manifest:
         "results/logs/dataset_manifest/{dataset}.log",
     resources:
         cpus_per_task=1,
-        mem_mb=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "manifest")["mem_mb"],
-        runtime=lambda wildcards: job_resources(STUDY.datasets[wildcards.dataset], "manifest")["runtime"],
+        mem_mb=res("dataset_manifest", "mem_mb"),
+        runtime=res("dataset_manifest", "runtime"),
     shell:
         "pretrainflow datasets manifest --spec {params.spec:q} --categories {input.categories:q}"
         " --shards {input.shards:q} --out {output.manifest:q} > {log:q} 2>&1"

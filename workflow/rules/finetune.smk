@@ -1,7 +1,5 @@
-# Fine-tune every ViT run (and the scratch baseline) on every task of `finetune.tasks` (pretrainflow.train.finetune).
-import shlex
-
-from pretrainflow.train.vit_spec import vit_job_resources
+# Fine-tune every ViT run (and the scratch baseline) on every task of `finetune.tasks` (pretrainflow.train.vit.finetune).
+# Checkpoints live in results/checkpoints/finetune/{run}/{task}/<config hash>/.
 
 
 rule finetune_vit:
@@ -14,22 +12,18 @@ rule finetune_vit:
         config="results/finetune/{run}/{task}/config.json",
     params:
         spec=finetune_spec,
-        # "--pretrained <path>" for a pretrained run, nothing for a scratch baseline; shlex-quoted here because it is
-        # inserted into the command as a whole (not with :q).
-        pretrained=lambda wildcards, input: shlex.join(["--pretrained", input.pretrained]) if input.pretrained else "",
+        pretrained=finetune_pretrained_arg,
         out=subpath(output.model, parent=True),
-        checkpoints="results/checkpoints/finetune/{run}/{task}",
+        checkpoints=layout.CHECKPOINTS_ROOT,
     log:
         "results/logs/finetune_vit/{run}/{task}.log",
-    threads: lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["threads"]
+    threads: res("finetune_vit", "threads")
     resources:
-        nodes=lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["nodes"],
-        gpus=lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["gpus"],
-        cpus_per_task=lambda wildcards: vit_job_resources(
-            STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"]
-        )["cpus_per_task"],
-        mem_mb=lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["mem_mb"],
-        runtime=lambda wildcards: vit_job_resources(STUDY.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"])["runtime"],
+        nodes=res("finetune_vit", "nodes"),
+        gpus=res("finetune_vit", "gpus"),
+        cpus_per_task=res("finetune_vit", "cpus_per_task"),
+        mem_mb=res("finetune_vit", "mem_mb"),
+        runtime=res("finetune_vit", "runtime"),
     shell:
         "pretrainflow finetune --spec {params.spec:q} {params.pretrained} --out {params.out:q}"
         " --checkpoints {params.checkpoints:q} > {log:q} 2>&1"

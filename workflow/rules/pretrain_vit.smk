@@ -1,9 +1,6 @@
 # ViT pretraining through DeepSpeed (pretrainflow.train.vit), and its result row.
 # Checkpoints live in results/checkpoints/{run}/<config hash>/, outside the outputs: a rerun after a walltime kill
 # resumes there; a changed run config starts afresh in a new hash directory.
-import os
-
-from pretrainflow.train.vit_spec import vit_job_resources
 
 
 rule pretrain_vit:
@@ -18,18 +15,18 @@ rule pretrain_vit:
         config="results/pretrain/{run}/config.json",
     params:
         spec=run_spec,
-        dataset=lambda wildcards, input: os.path.dirname(input.manifest),
+        dataset=subpath(input.manifest, parent=True),
         out=subpath(output.model, parent=True),
-        checkpoints="results/checkpoints/{run}",
+        checkpoints=layout.CHECKPOINTS_ROOT,
     log:
         "results/logs/pretrain_vit/{run}.log",
-    threads: lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["threads"]
+    threads: res("pretrain_vit", "threads")
     resources:
-        nodes=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["nodes"],
-        gpus=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["gpus"],
-        cpus_per_task=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["cpus_per_task"],
-        mem_mb=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["mem_mb"],
-        runtime=lambda wildcards: vit_job_resources(STUDY.runs[wildcards.run]["devices"])["runtime"],
+        nodes=res("pretrain_vit", "nodes"),
+        gpus=res("pretrain_vit", "gpus"),
+        cpus_per_task=res("pretrain_vit", "cpus_per_task"),
+        mem_mb=res("pretrain_vit", "mem_mb"),
+        runtime=res("pretrain_vit", "runtime"),
     shell:
         "pretrainflow pretrain-vit --spec {params.spec:q} --dataset {params.dataset:q} --out {params.out:q}"
         " --checkpoints {params.checkpoints:q} > {log:q} 2>&1"

@@ -13,6 +13,7 @@ rule aggregate_results:
     params:
         study=study_json(),
         metric=STUDY.results.get("primary_metric", "top1"),
+        plots=lambda wildcards, output: os.path.dirname(output.plots[0]),
     log:
         "results/logs/aggregate_results.log",
     resources:
@@ -22,4 +23,4 @@ rule aggregate_results:
     shell:
         "pretrainflow aggregate --rows {input.rows:q} --vit-curves {input.vit_curves:q}"
         " --llm-curves {input.llm_curves:q} --study {params.study:q} --metric {params.metric:q}"
-        " --out {output.summary:q} --plots results/plots --report {output.report:q} > {log:q} 2>&1"
+        " --out {output.summary:q} --plots {params.plots:q} --report {output.report:q} > {log:q} 2>&1"

@@ -21,6 +21,7 @@ from pretrainflow.corpora.spec import UINT16_VOCAB_LIMIT, CorpusSpec
 from pretrainflow.corpora.tokenizer import load_tokenizer, special_ids
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.io import atomic_write_json, config_hash, sha256_file
+from pretrainflow.provenance import config_record
 
 ENCODE_BATCH = 512  # documents per encode_batch call (the Rust tokenizer parallelises inside a batch)
 
@@ -109,7 +110,7 @@ def merge_shards(
         tmp_prefix.parent.rmdir()
     dataset = IndexedDataset(str(prefix))
     manifest = _manifest(spec, prefix, tokenizer_path, len(dataset), int(dataset.sequence_lengths.sum()))
-    atomic_write_json(out_dir / "config.json", spec.raw)
+    atomic_write_json(out_dir / "config.json", config_record(spec.raw))
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
 

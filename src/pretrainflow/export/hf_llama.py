@@ -4,7 +4,7 @@
         --tokenizer results/corpora/pydocs/tokenizer.json --out results/export/gpt-micro-pydocs-hf
     # then: transformers.LlamaForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
 
-Input: the published model.safetensors (megatron-core GPTModel state dict at TP=1, see train/llm_publish.py).
+Input: the published model.safetensors (megatron-core GPTModel state dict at TP=1, see train/llm/publish.py).
 Weight mapping (per layer i; q/k/v de-interleaved from megatron's fused, group-major QKV):
   embedding.word_embeddings.weight                     -> model.embed_tokens.weight
   decoder.layers.i.input_layernorm.weight              -> model.layers.i.input_layernorm.weight

@@ -57,7 +57,7 @@ def timm_state_shapes(
 
 def export_timm(model_path: Path, out: Path) -> None:
     """Check ``model_path`` against timm's layout and write it (with timm's architecture name in the metadata)."""
-    from pretrainflow.train.artifacts import load_safetensors, save_safetensors
+    from pretrainflow.io import load_safetensors, save_safetensors
 
     weights, meta = load_safetensors(model_path)
     cfg = json.loads(meta["vit_config"])
@@ -98,7 +98,4 @@ def export_timm(model_path: Path, out: Path) -> None:
         "timm_architecture": cfg.get("timm_name") or "vit_tiny_patch16_224",
         "timm_kwargs": json.dumps(timm_kwargs, sort_keys=True),
     }
-    from pretrainflow.io import atomic_path
-
-    with atomic_path(out) as tmp:
-        save_safetensors(weights, tmp, timm_meta)
+    save_safetensors(weights, out, timm_meta)

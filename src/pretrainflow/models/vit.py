@@ -1,6 +1,6 @@
 """Vision Transformer in plain PyTorch with timm's ``VisionTransformer`` parameter names and shapes.
 
-The module knows nothing of DeepSpeed or distribution (train/engine.py wraps it). Its state dict loads into
+The module knows nothing of DeepSpeed or distribution (train/vit/engine.py wraps it). Its state dict loads into
 ``timm.create_model("vit_tiny_patch16_224", num_classes=K)`` unchanged (see export/timm.py and tests/vit/test_timm_keys.py):
 
     cls_token [1, 1, D]                    pos_embed [1, 1 + (H/P)*(W/P), D]

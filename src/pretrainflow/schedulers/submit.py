@@ -5,7 +5,8 @@
     pretrainflow submit --site slurm --study config/test.yaml --run gpt-test --wait
 
 Each job runs the same command as the Snakemake rule (``pretrainflow pretrain-vit|pretrain-llm --spec ... --out
-results/pretrain/<run> --checkpoints results/checkpoints/<run>``), so outputs land where the DAG expects them. The
+results/pretrain/<run> --checkpoints results/checkpoints``, paths from pretrainflow.study.layout), so outputs land and
+checkpoints resume where the DAG expects them. The
 dataset / corpus must exist already (build it with Snakemake first; checked before anything is submitted). Before the
 walltime the job gets a signal; the training checkpoints and exits 75, RunTask.checkpoint() waits for that, and
 submitit requeues the job (Slurm: scontrol requeue; Grid Engine: exit 99; PBS: qrerun), which resumes from the
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
+from pretrainflow.study import layout
 
 
 @dataclass(kw_only=True)
@@ -75,20 +77,22 @@ def run_tasks(study_path: str, run_ids: list[str], ablation: str | None) -> tupl
         if run_id not in study.runs:
             raise ConfigError(f"--run: {run_id!r} is not a run of {study_path} (runs: {', '.join(study.runs)})")
         spec = study.runs[run_id]
-        out, checkpoints = f"results/pretrain/{run_id}", f"results/checkpoints/{run_id}"
+        out = layout.pretrain_dir(run_id)
         if spec["kind"] == "vit":
-            data = Path("results/datasets") / spec["dataset"]
+            data = Path(layout.dataset_dir(spec["dataset"]))
             argv = ["pretrain-vit", "--spec", canonical_json(spec), "--dataset", str(data)]
         else:
-            data = Path("results/corpora") / spec["corpus"]
-            argv = ["pretrain-llm", "--spec", canonical_json(spec), "--corpora-dir", "results/corpora"]
+            data = Path(layout.corpus_dir(spec["corpus"]))
+            argv = ["pretrain-llm", "--spec", canonical_json(spec), "--corpora-dir", layout.CORPORA_ROOT]
         if not (data / "manifest.json").is_file():
             raise ConfigError(
                 f"run {run_id}: {data}/manifest.json missing: build it first with `snakemake {data}/manifest.json`"
             )
         tasks.append(
             RunTask(
-                run_id=run_id, argv=[*argv, "--out", out, "--checkpoints", checkpoints], summary=f"{out}/summary.json"
+                run_id=run_id,
+                argv=[*argv, "--out", out, "--checkpoints", layout.CHECKPOINTS_ROOT],
+                summary=f"{out}/summary.json",
             )
         )
         specs.append(spec)

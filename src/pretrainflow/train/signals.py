@@ -5,7 +5,7 @@ SIGKILL after ``kill_delay``, Grid Engine SIGUSR1/SIGUSR2 with ``-notify``. ``Wa
 the training loop polls ``guard.requested`` after each optimizer step (all ranks agree through ``agreed()``), saves a
 complete checkpoint and returns ``EXIT_CHECKPOINTED``. Rerunning the same command resumes from that checkpoint.
 
-Usage (also by train/llm.py)::
+Usage (also by train/llm/loop.py)::
 
     with WalltimeGuard() as guard:
         for step in ...:

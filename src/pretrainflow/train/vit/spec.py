@@ -4,18 +4,24 @@ The study's config loader calls ``check_vit_run(run, "pretrain.<name>")``, ``che
 ``check_finetune(section, "finetune")``; the training commands call ``VitRunSpec.from_dict(json)`` /
 ``FinetuneSpec.from_dict(json)`` on the canonical JSON a rule passes with ``--spec``.
 Defaults are the DeiT / FractalDB-ViT recipe (../shared/reference/fdsl.md); the default study overrides them for CPU.
+``batch``, ``checkpoint`` and ``log`` are the sections both run kinds share (train/spec.py): global batch = micro x
+accumulation x ranks, checked at load time against the ranks ``devices`` asks for.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from pretrainflow.train.spec_fields import build, number, one_of, positive_int
+from pretrainflow.spec_fields import build, flag, number, one_of, positive_int, to_dict
+from pretrainflow.train.devices import DevicesSpec
+from pretrainflow.train.spec import BatchSpec, CheckpointSpec, LogSpec, check_betas, check_renamed, planned_world_size
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd", "lamb", "sam", "shampoo")
+ZERO_STAGES = (0, 1, 2, 3)
 TASK_KINDS = ("digits", "cifar10", "cifar100", "imagefolder")
+TASK_KINDS_WITH_PATH = ("cifar10", "cifar100", "imagefolder")  # the kinds that read their data from ``path``
 RESERVED_TASK_NAMES = ("pretrain", "heldout")  # results/rows/{run}/pretrain.parquet, LLM heldout.parquet
 
 
@@ -34,9 +40,9 @@ class ModelSpec:
         from pretrainflow.models import list_vits
 
         one_of("name", self.name, list_vits())
-        for key in ("image_size", "patch_size", "in_chans"):
+        for key, minimum in (("image_size", 8), ("patch_size", 1), ("in_chans", 1)):
             if getattr(self, key) is not None:
-                positive_int(key, getattr(self, key))
+                positive_int(key, getattr(self, key), minimum)
         number("drop_path", self.drop_path, 0.0, 0.99)
         number("drop_rate", self.drop_rate, 0.0, 0.99)
         try:
@@ -56,7 +62,7 @@ class ModelSpec:
 
 @dataclass(kw_only=True, slots=True)
 class OptimizerSpec:
-    """Optimizer (train/optim.py registry). ``lr`` is the rate at ``lr_batch`` images; it scales linearly with the
+    """Optimizer (train/vit/optim.py registry). ``lr`` is the rate at ``lr_batch`` images; it scales linearly with the
     global batch when ``lr_batch`` is set (DeiT: lr 5e-4 x batch / 512)."""
 
     name: str = "adamw"
@@ -77,10 +83,7 @@ class OptimizerSpec:
         if self.lr_batch is not None:
             positive_int("lr_batch", self.lr_batch)
         number("weight_decay", self.weight_decay, 0.0)
-        if not (isinstance(self.betas, list | tuple) and len(self.betas) == 2):
-            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
-        for beta in self.betas:
-            number("betas", beta, 0.0, 0.9999999)
+        check_betas("betas", self.betas)
         number("eps", self.eps, 0.0, open_low=True)
         number("momentum", self.momentum, 0.0, 1.0)
         number("rho", self.rho, 0.0, open_low=True)
@@ -106,18 +109,6 @@ class ScheduleSpec:
 
 
 @dataclass(kw_only=True, slots=True)
-class BatchSpec:
-    """``micro`` images per rank per forward; global batch = micro x accumulation x world size."""
-
-    micro: int = 64
-    accumulation: int = 1
-
-    def __post_init__(self) -> None:
-        positive_int("micro", self.micro)
-        positive_int("accumulation", self.accumulation)
-
-
-@dataclass(kw_only=True, slots=True)
 class AugmentSpec:
     """DeiT-style augmentation on tensors; each part switches off with 0 / false / null."""
 
@@ -138,8 +129,7 @@ class AugmentSpec:
     std: float = 0.5
 
     def __post_init__(self) -> None:
-        if not isinstance(self.random_resized_crop, bool):
-            raise ValueError(f"random_resized_crop: expected true or false, got {self.random_resized_crop!r}")
+        flag("random_resized_crop", self.random_resized_crop)
         if not (isinstance(self.crop_scale, list | tuple) and len(self.crop_scale) == 2):
             raise ValueError(f"crop_scale: expected [min, max] in (0, 1], got {self.crop_scale!r}")
         for value in self.crop_scale:
@@ -156,50 +146,19 @@ class AugmentSpec:
         number("mean", self.mean, 0.0, 1.0)
 
 
-@dataclass(kw_only=True, slots=True)
-class DevicesSpec:
-    """Where a run trains: ``gpus_per_node`` GPUs on ``nodes`` nodes, or ``cpu_ranks`` gloo ranks without GPUs."""
-
-    nodes: int = 1
-    gpus_per_node: int = 0
-    cpu_ranks: int = 1
-    cpus_per_rank: int = 1  # cores per rank (data loading workers + the training process)
-    mem_mb: int = 4000  # memory per node, MB
-    runtime_minutes: int = 60  # walltime asked for per job; longer runs resume from checkpoints across jobs
-
-    def __post_init__(self) -> None:
-        positive_int("nodes", self.nodes)
-        positive_int("gpus_per_node", self.gpus_per_node, minimum=0)
-        positive_int("cpu_ranks", self.cpu_ranks)
-        positive_int("cpus_per_rank", self.cpus_per_rank)
-        positive_int("mem_mb", self.mem_mb, minimum=100)
-        positive_int("runtime_minutes", self.runtime_minutes)
-
-    @property
-    def procs_per_node(self) -> int:
-        return self.gpus_per_node or self.cpu_ranks
-
-
-@dataclass(kw_only=True, slots=True)
-class CheckpointSpec:
-    every_steps: int = 1000  # optimizer steps between checkpoints (also one at the end of each run)
-    keep: int = 2  # complete checkpoints kept
-
-    def __post_init__(self) -> None:
-        positive_int("every_steps", self.every_steps)
-        positive_int("keep", self.keep)
-
-
 def _engine_checks(spec: Any) -> None:
-    if spec.optimizer.name == "sam" and (spec.zero_stage != 0 or spec.batch.accumulation != 1):
+    """Checks shared by a pretraining run and the fine-tune recipe; fills in ``batch.global`` (micro x ranks)."""
+    ranks = planned_world_size(spec.devices)
+    spec.batch.resolve(ranks)
+    accumulation = spec.batch.accumulation(ranks)
+    if spec.optimizer.name == "sam" and (spec.zero_stage != 0 or accumulation != 1):
         # SAM takes two forward/backward passes per step on full gradients: no ZeRO partitioning, no accumulation.
         raise ValueError(
-            f"optimizer.name: sam needs zero_stage 0 and batch.accumulation 1, got zero_stage "
-            f"{spec.zero_stage} and accumulation {spec.batch.accumulation}"
+            f"optimizer.name: sam needs zero_stage 0 and no accumulation (batch.global = micro x ranks = "
+            f"{spec.batch.micro} x {ranks}), got zero_stage {spec.zero_stage} and batch.global {spec.batch.global_batch}"
         )
     one_of("precision", spec.precision, PRECISIONS)
-    one_of("zero_stage", spec.zero_stage, [0, 1, 2, 3])
-    positive_int("log_every", spec.log_every)
+    one_of("zero_stage", spec.zero_stage, ZERO_STAGES)
     positive_int("num_workers", spec.num_workers, minimum=0)
     positive_int("seed", spec.seed, minimum=0)
 
@@ -212,6 +171,7 @@ _RUN_NESTED = {
     "augment": AugmentSpec,
     "devices": DevicesSpec,
     "checkpoint": CheckpointSpec,
+    "log": LogSpec,
 }
 
 
@@ -224,13 +184,13 @@ class VitRunSpec:
     dataset: str
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
-    batch: BatchSpec = field(default_factory=BatchSpec)
+    batch: BatchSpec = field(default_factory=lambda: BatchSpec(micro=64))
     augment: AugmentSpec = field(default_factory=AugmentSpec)
     devices: DevicesSpec = field(default_factory=DevicesSpec)
-    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)  # every 1000 steps, keep 2
+    log: LogSpec = field(default_factory=LogSpec)  # a metric row every 10 optimizer steps
     precision: str = "fp32"
     zero_stage: int = 0
-    log_every: int = 10  # optimizer steps between metric rows
     num_workers: int = 0  # DataLoader workers per rank (0: load in the training process)
     seed: int = 0
     on_the_fly: bool = False  # render images from the category parameters instead of reading shards
@@ -241,13 +201,16 @@ class VitRunSpec:
     def __post_init__(self) -> None:
         one_of("kind", self.kind, ["vit"])
         _engine_checks(self)
+        flag("on_the_fly", self.on_the_fly)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "pretrain") -> VitRunSpec:
+        check_renamed(data, where)
         return build(cls, data, where, _RUN_NESTED)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The resolved spec under the study's keys (``batch.global``), as hashed and passed to the commands."""
+        return to_dict(self)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -268,7 +231,7 @@ class TaskSpec:
             raise ValueError(
                 f"name: {self.name!r} is reserved for the rows of pretraining runs; choose another task name"
             )
-        if self.kind != "digits" and not (isinstance(self.path, str) and self.path):
+        if self.kind in TASK_KINDS_WITH_PATH and not (isinstance(self.path, str) and self.path):
             raise ValueError(f"path: task kind {self.kind!r} needs the path of its data, got {self.path!r}")
         if self.image_size is not None:
             positive_int("image_size", self.image_size, minimum=8)
@@ -294,9 +257,9 @@ class RecipeSpec:
     batch: BatchSpec = field(default_factory=lambda: BatchSpec(micro=96))
     augment: AugmentSpec = field(default_factory=lambda: AugmentSpec(hflip=0.5))
     devices: DevicesSpec = field(default_factory=DevicesSpec)
+    log: LogSpec = field(default_factory=LogSpec)
     precision: str = "fp32"
     zero_stage: int = 0
-    log_every: int = 10
     num_workers: int = 0
     seed: int = 0
 
@@ -309,7 +272,14 @@ class RecipeSpec:
             raise ValueError(f"schedule.epochs: {self.schedule.epochs} differs from recipe epochs {self.epochs}")
 
 
-_RECIPE_NESTED = {k: v for k, v in _RUN_NESTED.items() if k in ("optimizer", "schedule", "batch", "augment", "devices")}
+_RECIPE_NESTED = {
+    k: v for k, v in _RUN_NESTED.items() if k in ("optimizer", "schedule", "batch", "augment", "devices", "log")
+}
+
+
+def _build_recipe(data: Any, where: str) -> Any:
+    check_renamed(data, where)
+    return build(RecipeSpec, data, where, _RECIPE_NESTED)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -323,8 +293,7 @@ class FinetuneSection:
     def __post_init__(self) -> None:
         if not (isinstance(self.tasks, list) and self.tasks and all(isinstance(t, str) for t in self.tasks)):
             raise ValueError(f"tasks: expected a non-empty list of task names, got {self.tasks!r}")
-        if not isinstance(self.scratch_baseline, bool):
-            raise ValueError(f"scratch_baseline: expected true or false, got {self.scratch_baseline!r}")
+        flag("scratch_baseline", self.scratch_baseline)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -347,11 +316,11 @@ class FinetuneSpec:
     @classmethod
     def from_dict(cls, data: Any, where: str = "finetune") -> FinetuneSpec:
         if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
-            data = {**data, "recipe": build(RecipeSpec, data["recipe"], f"{where}.recipe", _RECIPE_NESTED)}
+            data = {**data, "recipe": _build_recipe(data["recipe"], f"{where}.recipe")}
         return build(cls, data, where, {"model": ModelSpec, "task_spec": TaskSpec})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_dict(self)
 
 
 # The config loader's hooks (pretrainflow.config.AREA_CHECKS): each returns the spec with every default filled in,
@@ -365,33 +334,12 @@ def check_vit_run(spec: Any, where: str) -> dict:
 
 def check_task(spec: Any, where: str) -> dict:
     """Validate a ``tasks.<name>`` entry."""
-    return asdict(TaskSpec.from_dict(spec, where))
+    return to_dict(TaskSpec.from_dict(spec, where))
 
 
 def check_finetune(spec: Any, where: str) -> dict:
     """Validate the study's ``finetune`` section."""
     data = spec
     if isinstance(spec, dict) and isinstance(spec.get("recipe"), dict):
-        data = {**spec, "recipe": build(RecipeSpec, spec["recipe"], f"{where}.recipe", _RECIPE_NESTED)}
-    return asdict(build(FinetuneSection, data, where))
-
-
-def vit_job_resources(devices: dict) -> dict[str, int]:
-    """Abstract Snakemake resources of a ViT job from its ``devices`` mapping (resolved spec).
-
-    One task per node runs the launcher, which starts one rank per GPU (or ``cpu_ranks`` CPU ranks):
-    cpus_per_task = cpus_per_rank x ranks per node; threads (local executor) = CPU ranks, or 1 on GPU nodes.
-    >>> vit_job_resources({"nodes": 2, "gpus_per_node": 8, "cpu_ranks": 1, "cpus_per_rank": 8, "mem_mb": 400000,
-    ...                "runtime_minutes": 720})["cpus_per_task"]
-    64
-    """
-    spec = DevicesSpec(**devices)
-    ranks = spec.procs_per_node
-    return {
-        "nodes": spec.nodes,
-        "gpus": spec.gpus_per_node * spec.nodes,
-        "cpus_per_task": spec.cpus_per_rank * ranks,
-        "mem_mb": spec.mem_mb,
-        "runtime": spec.runtime_minutes,
-        "threads": 1 if spec.gpus_per_node else ranks,
-    }
+        data = {**spec, "recipe": _build_recipe(spec["recipe"], f"{where}.recipe")}
+    return to_dict(build(FinetuneSection, data, where))

@@ -3,8 +3,8 @@
     pretrainflow finetune --spec "$(cat finetune.json)" --pretrained results/pretrain/vit-micro-fdb/model.safetensors \\
         --out results/finetune/vit-micro-fdb/digits
 
-Same DeepSpeed loop as pretraining (train/loop.py) with the study's ``finetune.recipe``; writes the directory of
-train/artifacts.py. The test split is not touched here: ``pretrainflow evaluate`` reads it.
+Same DeepSpeed loop as pretraining (train/vit/loop.py) with the study's ``finetune.recipe``; writes the directory of
+train/publish.py. The test split is not touched here: ``pretrainflow evaluate`` reads it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import torch
 import torch.distributed as dist
 
 from pretrainflow.errors import PretrainflowError
-from pretrainflow.io import config_hash
+from pretrainflow.io import config_hash, load_safetensors
 from pretrainflow.launch import world_from_env
-from pretrainflow.train.vit_spec import FinetuneSpec
+from pretrainflow.study.layout import checkpoint_unit
+from pretrainflow.train.checkpoints import unit_dir
+from pretrainflow.train.vit.spec import FinetuneSpec
 
 
 def load_pretrained(model: torch.nn.Module, path: Path) -> list[str]:
@@ -29,8 +31,6 @@ def load_pretrained(model: torch.nn.Module, path: Path) -> list[str]:
     Everything but ``head.*`` must match in name and shape: a pretrained file of another architecture is an error
     naming the first mismatching key, never a silent partial load.
     """
-    from pretrainflow.train.artifacts import load_safetensors
-
     if not path.is_file():
         raise PretrainflowError(f"--pretrained {path}: file not found")
     weights, _meta = load_safetensors(path)
@@ -53,9 +53,9 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
     """Fine-tune per ``spec``; collective over the ranks of the world in the environment."""
     from pretrainflow.models import VisionTransformer
     from pretrainflow.tasks import load_task
-    from pretrainflow.train.artifacts import device_fields, vit_model_meta, write_stage_dir
-    from pretrainflow.train.engine import setup_distributed
-    from pretrainflow.train.loop import TrainPlan, train
+    from pretrainflow.train.vit.engine import setup_distributed
+    from pretrainflow.train.vit.loop import TrainPlan, train
+    from pretrainflow.train.vit.publish import publish
 
     started = time.perf_counter()
     if (spec.source == "pretrained") != (pretrained is not None):
@@ -82,14 +82,15 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
         augment=recipe.augment,
         precision=recipe.precision,
         zero_stage=recipe.zero_stage,
-        log_every=recipe.log_every,
+        log_every=recipe.log.every_steps,
         num_workers=recipe.num_workers,
         seed=recipe.seed + spec.seed,
         image_size=vit_cfg.image_size,
         in_chans=vit_cfg.in_chans,
         num_classes=task.num_classes,
     )
-    ckpt_root = checkpoints / digest[:12] if checkpoints is not None else None
+    unit = checkpoint_unit(spec.run_id, task=spec.task)
+    ckpt_root = unit_dir(checkpoints, unit, config) if checkpoints is not None else None
     result = train(
         model,
         task.train,
@@ -103,9 +104,7 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
         tb_dir=None,
     )
     if result.exit_code == 0 and world.is_main:
-        wall = time.perf_counter() - started
-        summary = {
-            **result.summary,
+        fields = {
             "run_id": spec.run_id,
             "source": spec.source,
             "task": spec.task,
@@ -113,18 +112,17 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
             "num_images": len(task.train),
             "num_classes": task.num_classes,
             "task_checksum": task.checksum,
-            **device_fields(
-                world=world, placement=placement, wall=wall, model=model, images_per_s=result.summary["throughput"]
-            ),
         }
-        meta = vit_model_meta(spec.model.name, vit_cfg, digest)
-        write_stage_dir(
+        publish(
             out,
-            state_dict=result.state_dict,
-            model_meta=meta,
-            metrics=result.metrics,
-            summary=summary,
+            result=result,
+            model=model,
+            model_name=spec.model.name,
             config=config,
+            world=world,
+            placement=placement,
+            started=started,
+            fields=fields,
             tb_dir=None,
             title=f"finetune {spec.run_id} / {spec.task}",
         )
@@ -135,12 +133,12 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
 
 
 def worker(argv: list[str]) -> int:
-    """Per-rank entry (``pretrainflow.train.finetune:worker``) with the ``finetune`` arguments."""
+    """Per-rank entry (``pretrainflow.train.vit.finetune:worker``) with the ``finetune`` arguments."""
     parser = argparse.ArgumentParser(prog="finetune worker")
     parser.add_argument("--spec", required=True)
     parser.add_argument("--pretrained", type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--checkpoints", type=Path)
+    parser.add_argument("--checkpoints", type=Path, help="checkpoint root (results/checkpoints)")
     args = parser.parse_args(argv)
     spec = FinetuneSpec.from_dict(json.loads(args.spec), "--spec")
     return finetune(spec, pretrained=args.pretrained, out=args.out, checkpoints=args.checkpoints)

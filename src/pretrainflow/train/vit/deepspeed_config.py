@@ -16,7 +16,7 @@ def deepspeed_config(
         "gradient_accumulation_steps": accumulation,
         "gradient_clipping": float(grad_clip or 0.0),
         "zero_optimization": {"stage": zero_stage},
-        # Our optimizers come from train/optim.py (client optimizers); ZeRO partitions any torch optimizer's state.
+        # Our optimizers come from train/vit/optim.py (client optimizers); ZeRO partitions any torch optimizer's state.
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": precision == "bf16"},
         "fp16": {"enabled": precision == "fp16", "initial_scale_power": 16, "loss_scale_window": 1000},

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from pretrainflow.train.llm_spec import LLMRun
+from pretrainflow.train.llm.spec import LLMRun
 
 
 def load_published_model(run: LLMRun, model_path: Path, device: str = "cpu"):
@@ -46,7 +46,7 @@ def load_published_model(run: LLMRun, model_path: Path, device: str = "cpu"):
 @torch.no_grad()
 def heldout_loss(model, dataset, *, batch: int, iters: int, device: str = "cpu") -> tuple[float, int]:
     """(mean loss in nats/token, tokens evaluated) over the first ``iters x batch`` samples of ``dataset``."""
-    from pretrainflow.train.llm_data import collate
+    from pretrainflow.train.llm.data import collate
 
     total, count = 0.0, 0
     n = min(len(dataset), iters * batch)
@@ -66,8 +66,8 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
     from megatron.core import parallel_state
 
     from pretrainflow.results.rows import make_row
-    from pretrainflow.train.llm_data import build_gpt_datasets, corpus_prefix
-    from pretrainflow.train.llm_publish import single_process_world
+    from pretrainflow.train.llm.data import build_gpt_datasets, corpus_prefix
+    from pretrainflow.train.llm.publish import single_process_world
 
     summary: dict[str, Any] = json.loads(summary_path.read_text())
     manifest = json.loads((corpora_dir / run.corpus / "manifest.json").read_text())

@@ -15,13 +15,15 @@ import argparse
 import json
 from pathlib import Path
 
+from pretrainflow.study.layout import CHECKPOINTS_ROOT, CORPORA_ROOT
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("pretrain-llm", help="pretrain a GPT through megatron-core (resumes automatically)")
     train.add_argument("--spec", required=True, help="resolved run spec (canonical JSON)")
     train.add_argument("--out", required=True, type=Path, help="run directory to publish, results/pretrain/{run}")
-    train.add_argument("--corpora-dir", type=Path, default=Path("results/corpora"))
-    train.add_argument("--checkpoints", type=Path, default=Path("results/checkpoints"))
+    train.add_argument("--corpora-dir", type=Path, default=Path(CORPORA_ROOT), help="default: %(default)s")
+    train.add_argument("--checkpoints", type=Path, default=Path(CHECKPOINTS_ROOT), help="checkpoint root (%(default)s)")
     train.add_argument("--max-steps", type=int, default=None, help="stop after this step with a checkpoint (exit 75)")
     train.set_defaults(func=run_pretrain)
 
@@ -29,8 +31,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--spec", required=True)
     ev.add_argument("--model", required=True, type=Path, help="results/pretrain/{run}/model.safetensors")
     ev.add_argument("--out", required=True, type=Path, help="results/rows/{run}/heldout.parquet")
-    ev.add_argument("--corpora-dir", type=Path, default=Path("results/corpora"))
-    ev.add_argument("--checkpoints", type=Path, default=Path("results/checkpoints"), help="holds the data index cache")
+    ev.add_argument("--corpora-dir", type=Path, default=Path(CORPORA_ROOT), help="default: %(default)s")
+    ev.add_argument(
+        "--checkpoints", type=Path, default=Path(CHECKPOINTS_ROOT), help="checkpoint root (data index cache)"
+    )
     ev.set_defaults(func=run_evaluate)
 
     ex = subparsers.add_parser("export-llama", help="export a pretrained GPT to Hugging Face Llama format")
@@ -41,10 +45,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def checkpoint_dir(root: Path, spec: dict) -> Path:
-    """results/checkpoints/{run}/{config_hash12}: a changed config never resumes from another config's state."""
-    from pretrainflow.io import config_hash
+    """results/checkpoints/{run}/{config_hash12} (train/checkpoints.py): the same directory for every route in."""
+    from pretrainflow.study.layout import checkpoint_unit
+    from pretrainflow.train.checkpoints import unit_dir
 
-    return root / spec["run_id"] / config_hash(spec)[:12]
+    return unit_dir(root, checkpoint_unit(spec["run_id"]), spec)
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
@@ -52,9 +57,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     from pretrainflow.corpora.tokenizer import load_tokenizer
     from pretrainflow.launch import run_distributed, world_from_env
-    from pretrainflow.train.llm_data import blend_prefixes
-    from pretrainflow.train.llm_publish import publish
-    from pretrainflow.train.llm_spec import llm_run_from_dict
+    from pretrainflow.train.llm.data import blend_prefixes
+    from pretrainflow.train.llm.publish import publish
+    from pretrainflow.train.llm.spec import llm_run_from_dict
     from pretrainflow.train.signals import EXIT_CHECKPOINTED
 
     spec = json.loads(args.spec)
@@ -70,7 +75,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if args.max_steps:
         worker_args += ["--max-steps", str(args.max_steps)]
     procs = run.gpus_per_node if cuda else run.cpu_ranks
-    code = run_distributed("pretrainflow.train.llm:train_worker", worker_args, procs)
+    code = run_distributed("pretrainflow.train.llm.pretrain:train_worker", worker_args, procs)
     if code != 0 or world_from_env().rank != 0:
         if code == EXIT_CHECKPOINTED:
             print(f"[pretrain-llm] {run.run_id}: checkpointed, not finished; rerun to resume from {root}")
@@ -95,8 +100,8 @@ def _refuse_gpu_only_features(run) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from pretrainflow.results.rows import write_rows
-    from pretrainflow.train.llm_eval import evaluate
-    from pretrainflow.train.llm_spec import llm_run_from_dict
+    from pretrainflow.train.llm.evaluate import evaluate
+    from pretrainflow.train.llm.spec import llm_run_from_dict
 
     spec = json.loads(args.spec)
     run = llm_run_from_dict(spec)

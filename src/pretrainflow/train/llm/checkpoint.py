@@ -1,38 +1,20 @@
-"""megatron-core dist_checkpointing for LLM runs: save, resume (also under another tensor-parallel degree), consolidate.
+"""megatron-core dist_checkpointing for LLM runs under the shared protocol (train/checkpoints.py).
 
-Layout under ``results/checkpoints/{run}/{config_hash12}/`` (not a Snakemake output, so a rerun resumes)::
-
-    iter_0000040/        one dist checkpoint: model + Adam moments as ShardedTensors (layout-independent), plus
-                         common state (step, tokens, scheduler, config)
-    latest.json          {"step": 40, "dir": "iter_0000040"}: written last, so it always names a complete checkpoint
-    metrics.jsonl        one JSON line per logged step (trimmed back to the resumed step on resume)
-
-A save goes to ``.iter_XXXXXXX.tmp`` on every rank, then (after a barrier) rank 0 renames it and rewrites latest.json:
-a kill at any instant leaves either the old or the new checkpoint as "latest".
+A tag ``step-00000040/`` holds one dist checkpoint: model + Adam moments as ShardedTensors (layout-independent, so a
+run resumes under another tensor-parallel degree and publishing consolidates to TP=1) plus the common state (step,
+tokens, scheduler, config), and ``COMPLETE.json``. Beside the tags the loop keeps ``metrics.jsonl`` (one JSON line per
+logged step, trimmed back to the resumed step on resume) and ``final.json`` (what publishing needs).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-from pretrainflow.io import atomic_write_json
-
-
-def _rank0() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
+from pretrainflow.train import checkpoints
 
 
 def init_adam_state(optimizer: torch.optim.Optimizer) -> None:
@@ -89,44 +71,14 @@ def _cpu_safe_dist_checkpointing():
         torch.cuda.synchronize, torch.cuda.current_device = saved
 
 
-def save(root: Path, step: int, model, optimizer, common: dict[str, Any]) -> Path:
+def save(root: Path, step: int, model, optimizer, common: dict[str, Any], *, keep: int) -> Path:
     """Save a complete checkpoint of ``step`` under ``root`` (all ranks call this)."""
     from megatron.core import dist_checkpointing
 
-    name = f"iter_{step:07d}"
-    tmp, final = root / f".{name}.tmp", root / name
-    if _rank0():
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    _barrier()
+    path = checkpoints.begin_save(root, step)
     with _cpu_safe_dist_checkpointing():
-        dist_checkpointing.save(sharded_checkpoint(model, optimizer, common), str(tmp))
-    _barrier()
-    if _rank0():
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        atomic_write_json(root / "latest.json", {"step": step, "dir": name})
-        _prune(root, keep=final)
-    _barrier()
-    return final
-
-
-def _prune(root: Path, keep: Path) -> None:
-    # Keep only the latest complete checkpoint: a 1B run writes ~12 GB (weights + 2 Adam moments in fp32) per save.
-    for old in root.glob("iter_*"):
-        if old != keep:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def latest(root: Path) -> tuple[int, Path] | None:
-    """(step, dir) of the newest complete checkpoint, or None."""
-    pointer = root / "latest.json"
-    if not pointer.is_file():
-        return None
-    info = json.loads(pointer.read_text())
-    path = root / info["dir"]
-    return (int(info["step"]), path) if path.is_dir() else None
+        dist_checkpointing.save(sharded_checkpoint(model, optimizer, common), str(path))
+    return checkpoints.commit(root, step, config_digest=common.get("config_hash"), keep=keep)
 
 
 def load(path: Path, model, optimizer) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """GPT pretraining through megatron-core: the worker that runs on every rank.
 
-Launched by ``pretrainflow pretrain-llm`` (llm_cli.py) through ``pretrainflow.launch.run_distributed``; by hand::
+Launched by ``pretrainflow pretrain-llm`` (train/llm/cli.py) through ``pretrainflow.launch.run_distributed``; by hand::
 
-    python -m pretrainflow.launch.worker pretrainflow.train.llm:train_worker --spec "$(cat run.json)" \\
+    python -m pretrainflow.launch.worker pretrainflow.train.llm.pretrain:train_worker --spec "$(cat run.json)" \\
         --corpora-dir results/corpora --checkpoint-dir results/checkpoints/gpt-micro/abc123
 
 Step arithmetic (default study): global 8 sequences x 128 tokens = 1,024 tokens/step; TP=2 on 2 ranks -> DP=1,
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from pretrainflow.train.llm_spec import LLMRun, llm_run_from_dict
+from pretrainflow.train.llm.spec import LLMRun, llm_run_from_dict
 
 
 def setup_world(run: LLMRun, device: str) -> None:
@@ -75,7 +75,7 @@ def build_model(run: LLMRun, vocab_size: int, device: str):
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="pretrainflow.train.llm")
+    parser = argparse.ArgumentParser(prog="pretrainflow.train.llm.pretrain")
     parser.add_argument("--spec", required=True, help="resolved run spec (canonical JSON)")
     parser.add_argument("--corpora-dir", required=True, type=Path)
     parser.add_argument("--checkpoint-dir", required=True, type=Path)
@@ -86,9 +86,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def train_worker(argv: list[str]) -> int:
     """Train (or resume) one run on this rank; returns 0 when done, EXIT_CHECKPOINTED after a walltime signal."""
     from pretrainflow.corpora.tokenizer import load_tokenizer
-    from pretrainflow.train.llm_data import BatchStream, blend_prefixes, build_gpt_datasets
-    from pretrainflow.train.llm_engine import make_engine
-    from pretrainflow.train.llm_loop import TrainLoop
+    from pretrainflow.train.llm.data import BatchStream, blend_prefixes, build_gpt_datasets
+    from pretrainflow.train.llm.engine import make_engine
+    from pretrainflow.train.llm.loop import TrainLoop
 
     args = _parse(argv)
     spec = json.loads(args.spec)

@@ -22,6 +22,7 @@ class RunLog:
         desc: str,
         tb_dir: Path | None,
         rows: list[dict] | None = None,
+        tb_purge_step: int | None = None,
     ) -> None:
         self.is_main = is_main
         self.rows: list[dict] = list(rows or [])
@@ -42,11 +43,13 @@ class RunLog:
             if tb_dir is not None:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(log_dir=str(tb_dir))
+                # purge_step: a resumed run drops the events logged after its checkpoint (they are redone)
+                self.tb = SummaryWriter(log_dir=str(tb_dir), purge_step=tb_purge_step)
 
-    def advance(self) -> None:
+    def advance(self, step: int) -> None:
+        """Move the bar to optimizer step ``step``."""
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(step - self.bar.n)
 
     def record(self, row: dict) -> None:
         """Add one metrics row (all ranks keep them: the row list travels in checkpoints)."""
@@ -67,25 +70,33 @@ class RunLog:
 
 
 def metrics_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows as a typed frame: step int64, epoch/loss/lr float64 (an empty run still has the columns)."""
-    frame = pd.DataFrame(rows, columns=sorted({k for r in rows for k in r} | {"step", "epoch", "loss", "lr"}))
+    """Rows as a typed frame: step int64, every other column float64 (an empty run still has step, loss and lr)."""
+    frame = pd.DataFrame(rows, columns=sorted({k for r in rows for k in r} | {"step", "loss", "lr"}))
     frame["step"] = frame["step"].astype("int64")
     for key in frame.columns.drop("step"):
         frame[key] = frame[key].astype("float64")
     return frame
 
 
-def plot_loss(frame: pd.DataFrame, path: Path, title: str) -> None:
-    """Training loss vs step (PNG, written atomically)."""
+def plot_loss(
+    frame: pd.DataFrame,
+    path: Path,
+    title: str,
+    *,
+    x: str = "step",
+    xlabel: str = "optimizer step",
+    ylabel: str = "training loss",
+) -> None:
+    """Training loss against column ``x`` (PNG, written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
-    ax.plot(frame["step"], frame["loss"], marker=".")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss")
+    ax.plot(frame[x], frame["loss"], marker="." if len(frame) < 200 else None, lw=1.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()

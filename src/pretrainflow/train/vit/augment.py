@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pretrainflow.train.vit_spec import AugmentSpec
+from pretrainflow.train.vit.spec import AugmentSpec
 
 GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
 PHOTOMETRIC_OPS = ("identity", "autocontrast", "brightness", "contrast", "color", "solarize", "posterize", "sharpness")

@@ -1,4 +1,4 @@
-"""The LLM training loop: resume -> steps (progress bar, tokens/s, metrics.jsonl, TensorBoard) -> checkpoints.
+"""The LLM training loop: resume -> steps (run log: progress bar, TensorBoard; metrics.jsonl) -> checkpoints.
 
 metrics.jsonl lines (rank 0, one per logged step): step, loss (nats/token), lr, grad_norm, tokens (seen so far),
 tokens_per_s (this step), wall (seconds since the run started, summed over resumed segments).
@@ -16,8 +16,10 @@ from typing import Any
 import torch.distributed as dist
 
 from pretrainflow.io import atomic_write_json, config_hash
-from pretrainflow.train import llm_checkpoint
-from pretrainflow.train.llm_spec import LLMRun
+from pretrainflow.train import checkpoints
+from pretrainflow.train.llm import checkpoint as llm_checkpoint
+from pretrainflow.train.llm.spec import LLMRun
+from pretrainflow.train.runlog import RunLog
 from pretrainflow.train.signals import EXIT_CHECKPOINTED, WalltimeGuard
 
 
@@ -39,7 +41,7 @@ class TrainLoop:
 
     def resume(self) -> None:
         """Load the latest complete checkpoint if there is one (any tensor-parallel layout)."""
-        found = llm_checkpoint.latest(self.root)
+        found = checkpoints.latest(self.root)
         if found is None:
             return
         step, path = found
@@ -74,36 +76,44 @@ class TrainLoop:
             "config_hash": config_hash(self.spec),
             "spec": json.dumps(self.spec, sort_keys=True),
         }
-        llm_checkpoint.save(self.root, self.step, model, optimizer, common)
+        llm_checkpoint.save(self.root, self.step, model, optimizer, common, keep=self.run.checkpoint_keep)
 
     def train(self, *, max_steps: int | None) -> int:
         """Resume, train up to ``max_steps`` (or train_steps), checkpoint; 0 when finished, 75 when stopped early."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.resume()
         run, last = self.run, min(self.run.train_steps, max_steps or self.run.train_steps)
-        bar, tb = self._progress(last)
+        log = RunLog(
+            is_main=self.is_main,
+            total_steps=last,
+            initial_step=self.step,
+            desc=f"pretrain {run.run_id}",
+            tb_dir=self.root / "tensorboard",
+            tb_purge_step=self.step + 1,
+        )
         segment_start, trained_tokens, step_seconds = time.time(), 0, 0.0
-        with WalltimeGuard() as guard:
-            while self.step < last:
-                t0 = time.time()
-                loss, grad_norm = self.engine.train_step(list(self.stream.step(self.step)))
-                self.step += 1
-                seconds = time.time() - t0
-                step_seconds += seconds
-                trained_tokens += run.tokens_per_step
-                wall = self.wall_before + time.time() - segment_start
-                if self.is_main and (self.step % run.log_every == 0 or self.step == last):
-                    self._log(loss, grad_norm, run.tokens_per_step / seconds, wall, bar, tb)
-                if run.checkpoint_every and self.step % run.checkpoint_every == 0 and self.step < last:
-                    self.save(wall)
-                if guard.agreed():
-                    self.save(wall)
-                    return EXIT_CHECKPOINTED
-        wall = self.wall_before + time.time() - segment_start
-        self.save(wall)
+        try:
+            with WalltimeGuard() as guard:
+                while self.step < last:
+                    t0 = time.time()
+                    loss, grad_norm = self.engine.train_step(list(self.stream.step(self.step)))
+                    self.step += 1
+                    seconds = time.time() - t0
+                    step_seconds += seconds
+                    trained_tokens += run.tokens_per_step
+                    wall = self.wall_before + time.time() - segment_start
+                    if self.is_main and (self.step % run.log_every == 0 or self.step == last):
+                        self._log(log, loss, grad_norm, run.tokens_per_step / seconds, wall)
+                    if run.checkpoint_every and self.step % run.checkpoint_every == 0 and self.step < last:
+                        self.save(wall)
+                    if guard.agreed():
+                        self.save(wall)
+                        return EXIT_CHECKPOINTED
+            wall = self.wall_before + time.time() - segment_start
+            self.save(wall)
+        finally:
+            log.close()
         if self.is_main:
-            bar.close()
-            tb.close()
             atomic_write_json(self.root / "final.json", {
                 "step": self.step, "tokens": self.step * run.tokens_per_step, "wall_seconds": wall,
                 # training steps only (data loading included, checkpoint saves excluded), last segment
@@ -112,22 +122,12 @@ class TrainLoop:
             })  # fmt: skip
         return 0 if self.step >= run.train_steps else EXIT_CHECKPOINTED
 
-    def _progress(self, last: int):
-        if not self.is_main:
-            return None, None
-        from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
-
-        bar = tqdm(total=last, initial=self.step, desc=f"pretrain {self.run.run_id}", unit="step", mininterval=2)
-        return bar, SummaryWriter(str(self.root / "tensorboard"), purge_step=self.step + 1)
-
-    def _log(self, loss: float, grad_norm: float, tokens_per_s: float, wall: float, bar, tb) -> None:
+    def _log(self, log: RunLog, loss: float, grad_norm: float, tokens_per_s: float, wall: float) -> None:
+        """One metrics row (rank 0): appended to metrics.jsonl, which survives resumes, and shown by the run log."""
         lr = self.engine.scheduler.get_lr(self.engine.optimizer.param_groups[0])
         record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                   "tokens": self.step * self.run.tokens_per_step, "tokens_per_s": tokens_per_s, "wall": wall}  # fmt: skip
         with open(self.root / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
-        for key in ("loss", "lr", "grad_norm", "tokens_per_s"):
-            tb.add_scalar(f"train/{key}", record[key], self.step)
-        bar.update(self.step - bar.n)
-        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
+        log.advance(self.step)
+        log.record(record)

@@ -1,7 +1,7 @@
 """The training loop shared by ViT pretraining and fine-tuning, read top to bottom.
 
-Batch arithmetic (logged at start): global batch = micro x accumulation x world size, e.g. 32 x 1 x 2 ranks = 64 images
-per optimizer step; steps per epoch = (images // world size) // micro // accumulation (tails are dropped, never
+Batch arithmetic (logged at start): the spec gives the global batch and the micro-batch; accumulation = global /
+(micro x world size), e.g. global 64 = micro 32 x accumulation 1 x 2 ranks images per optimizer step; steps per epoch = (images // world size) // micro // accumulation (tails are dropped, never
 duplicated). Each micro-batch reseeds its random streams from (seed, rank, micro-batch index), so a run resumed from a
 checkpoint draws exactly what the uninterrupted run drew (bitwise-equal weights on CPU).
 """
@@ -18,16 +18,16 @@ import torch.distributed as dist
 
 from pretrainflow.errors import ConfigError
 from pretrainflow.launch import World
-from pretrainflow.train import checkpoint as ckpt
-from pretrainflow.train.augment import augment_batch
-from pretrainflow.train.data import RankSampler, make_loader, match_channels, to_float
-from pretrainflow.train.deepspeed_config import deepspeed_config
-from pretrainflow.train.engine import Placement, input_dtype, make_engine, master_state_dict
-from pretrainflow.train.logging import RunLog
-from pretrainflow.train.optim import build_optimizer
-from pretrainflow.train.schedule import warmup_cosine
+from pretrainflow.train.runlog import RunLog
 from pretrainflow.train.signals import EXIT_CHECKPOINTED, WalltimeGuard
-from pretrainflow.train.vit_spec import AugmentSpec, BatchSpec, OptimizerSpec, ScheduleSpec
+from pretrainflow.train.vit import checkpoint as ckpt
+from pretrainflow.train.vit.augment import augment_batch
+from pretrainflow.train.vit.data import RankSampler, make_loader, match_channels, to_float
+from pretrainflow.train.vit.deepspeed_config import deepspeed_config
+from pretrainflow.train.vit.engine import Placement, input_dtype, make_engine, master_state_dict
+from pretrainflow.train.vit.optim import build_optimizer
+from pretrainflow.train.vit.schedule import warmup_cosine
+from pretrainflow.train.vit.spec import AugmentSpec, BatchSpec, OptimizerSpec, ScheduleSpec
 
 
 @dataclass(kw_only=True, slots=True)
@@ -73,6 +73,7 @@ class BatchArithmetic:
     """How images become optimizer steps for one run (all ranks compute the same numbers)."""
 
     global_batch: int  # micro x accumulation x world size
+    accumulation: int  # micro-batches per rank per optimizer step
     lr: float  # peak learning rate after the optional linear scaling
     micro_per_epoch: int  # micro-batches per rank per epoch
     steps_per_epoch: int
@@ -81,17 +82,19 @@ class BatchArithmetic:
 
     @classmethod
     def of(cls, plan: TrainPlan, world: World, num_images: int) -> BatchArithmetic:
-        global_batch = plan.batch.micro * plan.batch.accumulation * world.world_size
+        accumulation = plan.batch.accumulation(world.world_size)
+        global_batch = plan.batch.micro * accumulation * world.world_size
         per_rank = num_images // world.world_size
         micro_per_epoch = per_rank // plan.batch.micro
-        steps_per_epoch = micro_per_epoch // plan.batch.accumulation
+        steps_per_epoch = micro_per_epoch // accumulation
         if steps_per_epoch < 1:
             raise ConfigError(
                 f"batch: {num_images} images over {world.world_size} rank(s) give {per_rank} per rank, fewer than one "
-                f"optimizer step of micro {plan.batch.micro} x accumulation {plan.batch.accumulation}"
+                f"optimizer step of micro {plan.batch.micro} x accumulation {accumulation}"
             )
         return cls(
             global_batch=global_batch,
+            accumulation=accumulation,
             lr=plan.optimizer.scaled_lr(global_batch),
             micro_per_epoch=micro_per_epoch,
             steps_per_epoch=steps_per_epoch,
@@ -101,7 +104,7 @@ class BatchArithmetic:
 
     def describe(self, plan: TrainPlan, world: World, num_images: int) -> str:
         return (
-            f"global batch {self.global_batch} = micro {plan.batch.micro} x accumulation {plan.batch.accumulation} x "
+            f"global batch {self.global_batch} = micro {plan.batch.micro} x accumulation {self.accumulation} x "
             f"{world.world_size} rank(s); {num_images} images -> {self.steps_per_epoch} steps/epoch x "
             f"{plan.schedule.epochs} epochs = {self.total_steps} steps; peak lr {self.lr:.3g} ({plan.optimizer.lr:g} x "
             f"{self.global_batch}/{plan.optimizer.lr_batch or self.global_batch}), warmup {self.warmup_steps} steps, "
@@ -126,15 +129,15 @@ def train(
     started = time.perf_counter()
     arith = BatchArithmetic.of(plan, world, len(dataset))
     optimizer = build_optimizer(model, plan.optimizer, arith.lr)
-    if getattr(optimizer, "is_sam", False) and (plan.zero_stage != 0 or plan.batch.accumulation != 1):
-        raise ConfigError("optimizer.name: sam needs zero_stage 0 and batch.accumulation 1 (two passes per step)")
+    if getattr(optimizer, "is_sam", False) and (plan.zero_stage != 0 or arith.accumulation != 1):
+        raise ConfigError("optimizer.name: sam needs zero_stage 0 and no accumulation (two passes per step)")
     _check_precision(plan.precision)
     scheduler = warmup_cosine(
         optimizer, total_steps=arith.total_steps, warmup_steps=arith.warmup_steps, floor=plan.schedule.min_lr
     )
     ds_config = deepspeed_config(
         micro=plan.batch.micro,
-        accumulation=plan.batch.accumulation,
+        accumulation=arith.accumulation,
         world_size=world.world_size,
         zero_stage=plan.zero_stage,
         precision=plan.precision,
@@ -233,7 +236,6 @@ class _Session:
             step=self.state["step"],
             client_state=client,
             keep=self.plan.keep,
-            rank=self.world.rank,
         )
         self.saved_step = self.state["step"]
 
@@ -248,11 +250,11 @@ class _Session:
         with WalltimeGuard() as guard:
             for epoch in range(self.state["epoch"], plan.schedule.epochs):
                 sampler.epoch, sampler.start = epoch, self.state["micro_in_epoch"] * plan.batch.micro
-                todo = self.arith.steps_per_epoch * plan.batch.accumulation - self.state["micro_in_epoch"]
+                todo = self.arith.steps_per_epoch * self.arith.accumulation - self.state["micro_in_epoch"]
                 loader = make_loader(dataset, sampler, plan.batch.micro, plan.num_workers)
                 for images, labels in itertools.islice(loader, todo):
                     self.micro_step(images, labels, epoch)
-                    if self.state["micro_in_epoch"] % plan.batch.accumulation:
+                    if self.state["micro_in_epoch"] % self.arith.accumulation:
                         continue
                     if self.after_optimizer_step(epoch, guard):
                         if self.world.is_main:
@@ -282,8 +284,8 @@ class _Session:
         """Book-keeping after a complete optimizer step; True when the run must stop (checkpointed)."""
         state, plan = self.state, self.plan
         state["step"] += 1
-        self.log.advance()
-        last_of_epoch = state["micro_in_epoch"] == self.arith.steps_per_epoch * plan.batch.accumulation
+        self.log.advance(state["step"])
+        last_of_epoch = state["micro_in_epoch"] == self.arith.steps_per_epoch * self.arith.accumulation
         if state["step"] % plan.log_every == 0 or (last_of_epoch and epoch == plan.schedule.epochs - 1):
             self.record()
         if last_of_epoch:
@@ -314,7 +316,7 @@ class _Session:
         return {
             "global_batch": self.arith.global_batch,
             "micro_batch": plan.batch.micro,
-            "accumulation": plan.batch.accumulation,
+            "accumulation": self.arith.accumulation,
             "world_size": self.world.world_size,
             "steps": state["step"],
             "steps_per_epoch": self.arith.steps_per_epoch,

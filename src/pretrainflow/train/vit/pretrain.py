@@ -1,12 +1,13 @@
 """ViT pretraining through DeepSpeed: one worker per rank, started by ``pretrainflow pretrain-vit``.
 
     pretrainflow pretrain-vit --spec "$(cat spec.json)" --dataset results/datasets/fdb-tiny \\
-        --out results/pretrain/vit-micro-fdb --checkpoints results/checkpoints/vit-micro-fdb
+        --out results/pretrain/vit-micro-fdb --checkpoints results/checkpoints
 
 starts ``devices.cpu_ranks`` (or ``gpus_per_node``) processes through pretrainflow.launch; under torchrun / srun /
 mpirun the world comes from the launcher. Each rank reads its share of the dataset, trains the registered ViT with a
-DeepSpeed engine (train/loop.py), and rank 0 writes results/pretrain/{run}/ (train/artifacts.py). Checkpoints live in
-{checkpoints}/{config_hash[:12]}/ so that rerunning the same spec resumes and a changed spec starts afresh.
+DeepSpeed engine (train/vit/loop.py), and rank 0 writes results/pretrain/{run}/ (train/vit/publish.py). Checkpoints
+live in {checkpoints}/{run}/{config_hash[:12]}/ (train/checkpoints.py): rerunning the same spec resumes, a changed spec
+starts afresh.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import torch.distributed as dist
 
 from pretrainflow.io import config_hash
 from pretrainflow.launch import world_from_env
-from pretrainflow.train.vit_spec import VitRunSpec
+from pretrainflow.study.layout import checkpoint_unit
+from pretrainflow.train.checkpoints import unit_dir
+from pretrainflow.train.vit.spec import VitRunSpec
 
 
 def open_pretrain_dataset(spec: VitRunSpec, dataset_dir: Path):
@@ -41,9 +44,9 @@ def pretrain(
 ) -> int:
     """Pretrain on ``dataset`` (items: uint8 [C, H, W], int label; attribute ``num_classes``); collective."""
     from pretrainflow.models import VisionTransformer
-    from pretrainflow.train.artifacts import device_fields, vit_model_meta, write_stage_dir
-    from pretrainflow.train.engine import setup_distributed
-    from pretrainflow.train.loop import TrainPlan, train
+    from pretrainflow.train.vit.engine import setup_distributed
+    from pretrainflow.train.vit.loop import TrainPlan, train
+    from pretrainflow.train.vit.publish import publish
 
     started = time.perf_counter()
     world = world_from_env()
@@ -60,7 +63,7 @@ def pretrain(
         augment=spec.augment,
         precision=spec.precision,
         zero_stage=spec.zero_stage,
-        log_every=spec.log_every,
+        log_every=spec.log.every_steps,
         num_workers=spec.num_workers,
         seed=spec.seed,
         image_size=vit_cfg.image_size,
@@ -69,7 +72,7 @@ def pretrain(
         checkpoint_every=spec.checkpoint.every_steps,
         keep=spec.checkpoint.keep,
     )
-    ckpt_root = checkpoints / digest[:12] if checkpoints is not None else None
+    ckpt_root = unit_dir(checkpoints, checkpoint_unit(spec.run_id), config) if checkpoints is not None else None
     result = train(
         model,
         dataset,
@@ -83,27 +86,24 @@ def pretrain(
         tb_dir=(ckpt_root / "tensorboard") if ckpt_root is not None else None,
     )
     if result.exit_code == 0 and world.is_main:
-        wall = time.perf_counter() - started
-        summary = {
-            **result.summary,
+        fields = {
             "run_id": spec.run_id,
             "model": spec.model.name,
             "dataset": spec.dataset,
             "num_images": len(dataset),
             "num_classes": vit_cfg.num_classes,
             "dataset_checksum": dataset_checksum,
-            **device_fields(
-                world=world, placement=placement, wall=wall, model=model, images_per_s=result.summary["throughput"]
-            ),
         }
-        meta = vit_model_meta(spec.model.name, vit_cfg, digest)
-        write_stage_dir(
+        publish(
             out,
-            state_dict=result.state_dict,
-            model_meta=meta,
-            metrics=result.metrics,
-            summary=summary,
+            result=result,
+            model=model,
+            model_name=spec.model.name,
             config=config,
+            world=world,
+            placement=placement,
+            started=started,
+            fields=fields,
             tb_dir=ckpt_root / "tensorboard" if ckpt_root else None,
             title=f"pretrain {spec.run_id}",
         )
@@ -114,12 +114,12 @@ def pretrain(
 
 
 def worker(argv: list[str]) -> int:
-    """Per-rank entry (``pretrainflow.train.vit:worker``) with the ``pretrain-vit`` arguments."""
+    """Per-rank entry (``pretrainflow.train.vit.pretrain:worker``) with the ``pretrain-vit`` arguments."""
     parser = argparse.ArgumentParser(prog="pretrain-vit worker")
     parser.add_argument("--spec", required=True)
     parser.add_argument("--dataset", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--checkpoints", type=Path)
+    parser.add_argument("--checkpoints", type=Path, help="checkpoint root (results/checkpoints)")
     args = parser.parse_args(argv)
     spec = VitRunSpec.from_dict(json.loads(args.spec), "--spec")
     dataset = open_pretrain_dataset(spec, args.dataset)

@@ -17,7 +17,7 @@ from functools import partial
 import torch
 import torch.distributed as dist
 
-from pretrainflow.train.llm_spec import LLMRun
+from pretrainflow.train.llm.spec import LLMRun
 
 
 def masked_mean_loss(per_token_loss: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -51,7 +51,7 @@ def make_scheduler(optimizer, run: LLMRun):
 
     opt = run.optimizer
     return OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=opt["lr"], min_lr=opt["min_lr"], lr_warmup_steps=run.warmup_steps,
+        optimizer, init_lr=0.0, max_lr=opt["lr"], min_lr=run.min_lr, lr_warmup_steps=run.warmup_steps,
         lr_decay_steps=run.train_steps, lr_decay_style="cosine", start_wd=opt["weight_decay"],
         end_wd=opt["weight_decay"], wd_incr_steps=run.train_steps, wd_incr_style="constant",
     )  # fmt: skip
@@ -66,7 +66,7 @@ class CpuEngine:
         opt = run.optimizer
         self.model, self.run = model, run
         self.optimizer = torch.optim.AdamW(
-            param_groups(model, opt["weight_decay"]), lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"]
+            param_groups(model, opt["weight_decay"]), lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"]
         )
         self.scheduler = make_scheduler(self.optimizer, run)
 
@@ -135,8 +135,8 @@ class GpuEngine:
         self.model = DistributedDataParallel(config=model.config, ddp_config=ddp_config, module=model)
         self.optimizer = get_megatron_optimizer(
             OptimizerConfig(
-                optimizer="adam", lr=opt["lr"], min_lr=opt["min_lr"], weight_decay=opt["weight_decay"],
-                adam_beta1=opt["beta1"], adam_beta2=opt["beta2"], adam_eps=opt["eps"], clip_grad=opt["grad_clip"],
+                optimizer="adam", lr=opt["lr"], min_lr=run.min_lr, weight_decay=opt["weight_decay"],
+                adam_beta1=opt["betas"][0], adam_beta2=opt["betas"][1], adam_eps=opt["eps"], clip_grad=opt["grad_clip"],
                 bf16=run.precision == "bf16", params_dtype=model.config.params_dtype, use_distributed_optimizer=True,
             ),
             [self.model],

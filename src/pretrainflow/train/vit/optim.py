@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from pretrainflow.train.vit_spec import OptimizerSpec
+from pretrainflow.train.vit.spec import OptimizerSpec
 
 # Parameters that never get weight decay besides biases and norm gains (timm's ``no_weight_decay``).
 NO_DECAY_NAMES = ("cls_token", "pos_embed")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def _spec(text: str, kind: str):
     from pretrainflow.errors import ConfigError
-    from pretrainflow.train.vit_spec import FinetuneSpec, VitRunSpec
+    from pretrainflow.train.vit.spec import FinetuneSpec, VitRunSpec
 
     try:
         data = json.loads(text)
@@ -38,7 +38,7 @@ def cmd_pretrain_vit(args: argparse.Namespace) -> int:
 
     spec = _spec(args.spec, "vit")
     argv = _forward(args, ("spec", "dataset", "out", "checkpoints"))
-    return run_distributed("pretrainflow.train.vit:worker", argv, spec.devices.procs_per_node)
+    return run_distributed("pretrainflow.train.vit.pretrain:worker", argv, spec.devices.procs_per_node)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -46,11 +46,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     spec = _spec(args.spec, "finetune")
     argv = _forward(args, ("spec", "pretrained", "out", "checkpoints"))
-    return run_distributed("pretrainflow.train.finetune:worker", argv, spec.recipe.devices.procs_per_node)
+    return run_distributed("pretrainflow.train.vit.finetune:worker", argv, spec.recipe.devices.procs_per_node)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pretrainflow.train.evaluate import evaluate
+    from pretrainflow.train.vit.evaluate import evaluate
 
     scores = evaluate(args.spec, args.finetuned, args.out)
     print(" ".join(f"{k}={v:.2f}" for k, v in scores.items()))
@@ -58,7 +58,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_rows(args: argparse.Namespace) -> int:
-    from pretrainflow.train.evaluate import pretrain_rows
+    from pretrainflow.train.vit.evaluate import pretrain_rows
 
     pretrain_rows(args.pretrained, args.out)
     return 0
@@ -76,14 +76,14 @@ def add_commands(subparsers) -> None:
     p.add_argument("--spec", required=True, help="resolved run spec (canonical JSON)")
     p.add_argument("--dataset", required=True, type=Path, help="dataset directory (results/datasets/<name>)")
     p.add_argument("--out", required=True, type=Path, help="output directory (results/pretrain/<run>)")
-    p.add_argument("--checkpoints", type=Path, help="checkpoint root (results/checkpoints/<run>); resumes from it")
+    p.add_argument("--checkpoints", type=Path, help="checkpoint root (results/checkpoints); resumes from <root>/<run>/")
     p.set_defaults(func=cmd_pretrain_vit)
 
     p = subparsers.add_parser("finetune", help="fine-tune a ViT (pretrained or scratch) on a downstream task")
     p.add_argument("--spec", required=True, help="resolved fine-tune spec (canonical JSON)")
     p.add_argument("--pretrained", type=Path, help="model.safetensors to start from (omit for scratch)")
     p.add_argument("--out", required=True, type=Path, help="output directory (results/finetune/<run>/<task>)")
-    p.add_argument("--checkpoints", type=Path, help="checkpoint root; resumes from it")
+    p.add_argument("--checkpoints", type=Path, help="checkpoint root; resumes from <root>/finetune/<run>/<task>/")
     p.set_defaults(func=cmd_finetune)
 
     p = subparsers.add_parser("evaluate", help="top-1/top-5 of a fine-tuned ViT on the held-out split -> rows")

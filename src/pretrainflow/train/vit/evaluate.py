@@ -29,7 +29,7 @@ def topk_accuracy(
     ks: tuple[int, ...] = (1, 5),
 ) -> dict[int, float]:
     """Percent of ``dataset`` whose label is among the ``k`` highest logits, for each k (k capped at the classes)."""
-    from pretrainflow.train.data import collate, match_channels, to_float
+    from pretrainflow.train.vit.data import collate, match_channels, to_float
 
     model.eval()
     device = next(model.parameters()).device
@@ -48,11 +48,11 @@ def topk_accuracy(
 
 def evaluate(spec_json: str, finetuned: Path, out: Path) -> dict[str, float]:
     """Score the model in ``finetuned`` on the held-out split of its task; write top1/top5 rows to ``out``."""
+    from pretrainflow.io import load_safetensors
     from pretrainflow.models import VisionTransformer, ViTConfig
     from pretrainflow.results.rows import make_row, write_rows
     from pretrainflow.tasks import load_task
-    from pretrainflow.train.artifacts import load_safetensors
-    from pretrainflow.train.vit_spec import FinetuneSpec
+    from pretrainflow.train.vit.spec import FinetuneSpec
 
     spec = FinetuneSpec.from_dict(json.loads(spec_json), "--spec")
     stored = read_json(finetuned / "config.json")

@@ -1,0 +1,56 @@
+"""Every ``results/...`` path of a study, in one place: the Snakemake rules, ``Study.row_files`` and
+``pretrainflow submit`` all take their paths from here, so a stage's output is where every reader looks.
+
+Templates use Snakemake wildcards (``{run}``); the functions fill them in for one unit.
+
+>>> PRETRAIN_DIR.format(run="vit-micro-fdb")
+'results/pretrain/vit-micro-fdb'
+>>> checkpoint_unit("vit-micro-fdb", task="digits")
+'finetune/vit-micro-fdb/digits'
+"""
+
+from __future__ import annotations
+
+RESULTS = "results"
+DATASET_DIR = "results/datasets/{dataset}"
+DATASET_MANIFEST = DATASET_DIR + "/manifest.json"
+CORPORA_ROOT = "results/corpora"
+CORPUS_DIR = CORPORA_ROOT + "/{corpus}"
+CORPUS_MANIFEST = CORPUS_DIR + "/manifest.json"
+CORPUS_TOKENIZER = CORPUS_DIR + "/tokenizer.json"
+PRETRAIN_DIR = "results/pretrain/{run}"
+PRETRAIN_WEIGHTS = PRETRAIN_DIR + "/model.safetensors"
+FINETUNE_DIR = "results/finetune/{run}/{task}"
+EXPORT_HF_DIR = "results/export/{run}-hf"
+ROWS = "results/rows/{run}/{task}.parquet"
+# Row files of the stages that are not a fine-tuning task (task names may not take these: tasks/ RESERVED_TASK_NAMES)
+PRETRAIN_ROWS_TASK = "pretrain"
+HELDOUT_ROWS_TASK = "heldout"
+# Outside every stage's outputs, so a rerun after a walltime kill finds them (train/checkpoints.py: {unit}/{hash12}/)
+CHECKPOINTS_ROOT = "results/checkpoints"
+PLOTS_DIR = "results/plots"
+SUMMARY = "results/summary.parquet"
+REPORT = "results/report.html"
+LOGS = "results/logs/{rule}/{name}.log"
+
+
+def checkpoint_unit(run: str, *, task: str | None = None) -> str:
+    """The checkpoint unit of a pretraining run (its id) or of a fine-tune (``finetune/{run}/{task}``)."""
+    return run if task is None else f"finetune/{run}/{task}"
+
+
+def rows_file(run: str, task: str) -> str:
+    """``results/rows/{run}/{task}.parquet``: one row file per (unit, task)."""
+    return ROWS.format(run=run, task=task)
+
+
+def pretrain_dir(run: str) -> str:
+    return PRETRAIN_DIR.format(run=run)
+
+
+def dataset_dir(dataset: str) -> str:
+    return DATASET_DIR.format(dataset=dataset)
+
+
+def corpus_dir(corpus: str) -> str:
+    return CORPUS_DIR.format(corpus=corpus)

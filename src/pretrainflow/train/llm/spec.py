@@ -1,0 +1,292 @@
+"""Typed LLM pretraining run spec (``kind: llm`` under ``pretrain``) and its check for the study loader.
+
+Example (the default study's run, after the loader merged in ``run_id``, ``seed`` and ``corpus_spec``)::
+
+    {"kind": "llm", "model": {"name": "gpt_micro"}, "corpus": "pydocs", "parallel": {"tensor": 2, "pipeline": 1},
+     "seq_length": 128, "batch": {"micro": 8, "global": 8},
+     "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01},
+     "schedule": {"train_steps": 60, "warmup_steps": 6, "min_lr": 1e-4},
+     "devices": {"nodes": 1, "gpus_per_node": 0, "cpu_ranks": 2}}
+
+Sections are typed like the ViT run's (train/vit/spec.py) and share its vocabulary (train/spec.py): ``batch``,
+``checkpoint``, ``log``, ``devices``, ``schedule.min_lr``, ``optimizer.betas``. World size = nodes x gpus_per_node on
+GPUs, else cpu_ranks (one node). Data parallel = world / (tensor x pipeline). Global batch = micro x data_parallel x
+accumulation steps (in sequences); tokens/step = global x seq_length. ``LLMRun`` is the flat view the engine reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pretrainflow.errors import ConfigError
+from pretrainflow.models.gpt import GPTShape, create_gpt_shape
+from pretrainflow.spec_fields import build, flag, number, one_of, positive_int, study_key, to_dict
+from pretrainflow.train.devices import DevicesSpec
+from pretrainflow.train.spec import BatchSpec, CheckpointSpec, LogSpec, check_betas, check_renamed, planned_world_size
+
+OPTIMIZERS = ("adamw",)  # Adam with decoupled weight decay: megatron-core's optimizer "adam"
+PRECISIONS = ("bf16", "fp32")  # on GPU; CPU always trains in fp32
+
+
+@dataclass(kw_only=True, slots=True)
+class ParallelSpec:
+    tensor: int = 1  # tensor-parallel degree (splits heads and FFN)
+    pipeline: int = 1  # pipeline-parallel degree (GPU only)
+    sequence_parallel: bool = False  # megatron sequence parallelism (needs tensor > 1)
+
+    def __post_init__(self) -> None:
+        positive_int("tensor", self.tensor)
+        positive_int("pipeline", self.pipeline)
+        flag("sequence_parallel", self.sequence_parallel)
+        if self.sequence_parallel and self.tensor == 1:
+            raise ValueError("sequence_parallel: needs parallel.tensor > 1")
+
+
+@dataclass(kw_only=True, slots=True)
+class OptimizerSpec:
+    """AdamW (megatron-core "adam": decoupled weight decay); defaults are Llama's."""
+
+    name: str = "adamw"
+    lr: float = 3.0e-4  # peak learning rate
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1.0e-8
+    grad_clip: float = 1.0  # global L2 norm; 0 = off
+
+    def __post_init__(self) -> None:
+        one_of("name", self.name, OPTIMIZERS)
+        number("lr", self.lr, 0.0, open_low=True)
+        number("weight_decay", self.weight_decay, 0.0)
+        check_betas("betas", self.betas)
+        number("eps", self.eps, 0.0, open_low=True)
+        number("grad_clip", self.grad_clip, 0.0)
+
+
+@dataclass(kw_only=True, slots=True)
+class ScheduleSpec:
+    """Linear warmup from 0 over ``warmup_steps``, then cosine to ``min_lr`` at ``train_steps`` (per optimizer step)."""
+
+    train_steps: int
+    warmup_steps: int = 0
+    min_lr: float = 3.0e-5
+
+    def __post_init__(self) -> None:
+        positive_int("train_steps", self.train_steps)
+        positive_int("warmup_steps", self.warmup_steps, minimum=0)
+        if self.warmup_steps >= self.train_steps:
+            raise ValueError(
+                f"warmup_steps: expected fewer than train_steps={self.train_steps}, got {self.warmup_steps}"
+            )
+        number("min_lr", self.min_lr, 0.0)
+
+
+@dataclass(kw_only=True, slots=True)
+class LLMBatchSpec(BatchSpec):
+    """An LLM run states both (in sequences): the tokens per step are global x seq_length."""
+
+    global_batch: int = study_key("global")
+
+
+@dataclass(kw_only=True, slots=True)
+class LLMCheckpointSpec(CheckpointSpec):
+    every_steps: int = 0  # only at the end and on a walltime signal
+    keep: int = 1
+
+
+@dataclass(kw_only=True, slots=True)
+class LLMLogSpec(LogSpec):
+    every_steps: int = 1
+
+
+@dataclass(kw_only=True, slots=True)
+class EvalSpec:
+    iters: int = 4  # held-out batches (of batch.global sequences) for the perplexity row
+
+    def __post_init__(self) -> None:
+        positive_int("iters", self.iters)
+
+
+_NESTED = {
+    "parallel": ParallelSpec,
+    "batch": LLMBatchSpec,
+    "optimizer": OptimizerSpec,
+    "schedule": ScheduleSpec,
+    "devices": DevicesSpec,
+    "checkpoint": LLMCheckpointSpec,
+    "eval": EvalSpec,
+    "log": LLMLogSpec,
+}
+
+
+@dataclass(kw_only=True, slots=True)
+class LLMRunSpec:
+    """One GPT pretraining run (a ``pretrain.<name>`` entry with ``kind: llm``)."""
+
+    kind: str = "llm"
+    model: dict[str, Any]  # {"name": <registered GPT shape>, **overrides of its fields}
+    corpus: str
+    blend: dict[str, float] | None = None  # {corpus: weight}; default {corpus: 1.0}
+    parallel: ParallelSpec = field(default_factory=ParallelSpec)
+    seq_length: int
+    batch: LLMBatchSpec
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec
+    devices: DevicesSpec = field(default_factory=DevicesSpec)
+    checkpoint: LLMCheckpointSpec = field(default_factory=LLMCheckpointSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    log: LLMLogSpec = field(default_factory=LLMLogSpec)
+    precision: str = "bf16"
+    seed: int = 0
+    run_id: str = "run"  # filled in by the config loader
+    corpus_spec: dict | None = None  # the corpus's resolved spec, merged in by the config loader
+    ablation: dict | None = None  # {name, base, overrides} for a run expanded from an ablation grid
+
+    def __post_init__(self) -> None:
+        one_of("kind", self.kind, ["llm"])
+        if not (isinstance(self.model, Mapping) and isinstance(self.model.get("name"), str)):
+            raise ValueError(f"model: expected {{name: <registered GPT shape>, ...overrides}}, got {self.model!r}")
+        try:
+            self.gpt_shape().check_parallel(self.parallel.tensor, self.parallel.pipeline)
+        except ConfigError as err:  # "model.x: ..." / "parallel.tensor: ...": let build() prefix the run's path
+            raise ValueError(str(err)) from None
+        if not (isinstance(self.corpus, str) and self.corpus):
+            raise ValueError(f"corpus: expected the name of a corpus, got {self.corpus!r}")
+        self._check_blend()
+        positive_int("seq_length", self.seq_length, minimum=8)
+        world = planned_world_size(self.devices)
+        model_parallel = self.parallel.tensor * self.parallel.pipeline
+        if world % model_parallel:
+            raise ValueError(
+                f"parallel: tensor x pipeline = {model_parallel} must divide the world size {world} (devices)"
+            )
+        self.batch.resolve(world // model_parallel)
+        if self.schedule.min_lr > self.optimizer.lr:
+            raise ValueError(
+                f"schedule.min_lr: expected <= optimizer.lr = {self.optimizer.lr}, got {self.schedule.min_lr}"
+            )
+        one_of("precision", self.precision, PRECISIONS)
+        positive_int("seed", self.seed, minimum=0)
+
+    def gpt_shape(self) -> GPTShape:
+        """The registered shape ``model.name`` with the other ``model`` keys as overrides."""
+        overrides = {key: value for key, value in self.model.items() if key != "name"}
+        return create_gpt_shape(self.model["name"], **overrides)
+
+    def _check_blend(self) -> None:
+        if self.blend is None:
+            self.blend = {self.corpus: 1.0}
+        if not (isinstance(self.blend, Mapping) and self.blend):
+            raise ValueError(f"blend: expected a mapping {{corpus: weight}}, got {self.blend!r}")
+        for name, weight in self.blend.items():
+            number(f"blend.{name}", weight, 0.0, open_low=True)
+        if self.corpus not in self.blend:
+            raise ValueError(
+                f"blend: expected the run's corpus {self.corpus!r} among {sorted(self.blend)} (it gives tokenizer and split)"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "pretrain") -> LLMRunSpec:
+        check_renamed(data, where)
+        return build(cls, data, where, _NESTED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec under the study's keys, as hashed and passed to the commands (``ablation`` and
+        ``corpus_spec`` only when set)."""
+        resolved = to_dict(self)
+        for key in ("corpus_spec", "ablation"):
+            if resolved[key] is None:
+                del resolved[key]
+        return resolved
+
+
+@dataclass(kw_only=True, slots=True)
+class LLMRun:
+    """A resolved LLM run: the fields training needs, plus ``spec`` (the resolved dict that is hashed).
+
+    ``optimizer`` = {"name": "adamw", "lr", "weight_decay", "betas": [b1, b2], "eps", "grad_clip"}.
+    """
+
+    run_id: str
+    seed: int
+    shape: GPTShape
+    corpus: str
+    blend: dict[str, float]
+    tensor: int
+    pipeline: int
+    sequence_parallel: bool
+    seq_length: int
+    micro_batch: int
+    global_batch: int
+    optimizer: dict[str, Any]
+    train_steps: int
+    warmup_steps: int
+    min_lr: float
+    nodes: int
+    gpus_per_node: int
+    cpu_ranks: int
+    cpus_per_rank: int
+    mem_mb: int
+    runtime_minutes: int
+    checkpoint_every: int
+    checkpoint_keep: int
+    eval_iters: int
+    log_every: int
+    precision: str
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    def world_size(self, *, cuda: bool) -> int:
+        """Processes: nodes x gpus_per_node on GPUs, cpu_ranks on CPU."""
+        return self.nodes * self.gpus_per_node if cuda else self.cpu_ranks
+
+    def data_parallel(self, world: int) -> int:
+        return world // (self.tensor * self.pipeline)
+
+    def accumulation(self, world: int) -> int:
+        """Micro-batches per optimizer step on each data-parallel rank."""
+        return self.global_batch // (self.micro_batch * self.data_parallel(world))
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.seq_length
+
+
+def llm_run_from_dict(spec: Mapping[str, Any], where: str = "pretrain") -> LLMRun:
+    """Validate and resolve a run mapping; ConfigError messages start with ``where``."""
+    typed = LLMRunSpec.from_dict(spec, where)
+    assert typed.blend is not None  # filled in by __post_init__
+    return LLMRun(
+        run_id=typed.run_id,
+        seed=typed.seed,
+        shape=typed.gpt_shape(),
+        corpus=typed.corpus,
+        blend=dict(typed.blend),
+        tensor=typed.parallel.tensor,
+        pipeline=typed.parallel.pipeline,
+        sequence_parallel=typed.parallel.sequence_parallel,
+        seq_length=typed.seq_length,
+        micro_batch=typed.batch.micro,
+        global_batch=typed.batch.global_batch,
+        optimizer=to_dict(typed.optimizer),
+        train_steps=typed.schedule.train_steps,
+        warmup_steps=typed.schedule.warmup_steps,
+        min_lr=typed.schedule.min_lr,
+        nodes=typed.devices.nodes,
+        gpus_per_node=typed.devices.gpus_per_node,
+        cpu_ranks=typed.devices.cpu_ranks,
+        cpus_per_rank=typed.devices.cpus_per_rank,
+        mem_mb=typed.devices.mem_mb,
+        runtime_minutes=typed.devices.runtime_minutes,
+        checkpoint_every=typed.checkpoint.every_steps,
+        checkpoint_keep=typed.checkpoint.keep,
+        eval_iters=typed.eval.iters,
+        log_every=typed.log.every_steps,
+        precision=typed.precision,
+        spec=typed.to_dict(),
+    )
+
+
+def check_llm_run(spec: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Typed checks of one LLM run (called by the study loader); returns the spec with every default filled in."""
+    return LLMRunSpec.from_dict(spec, where).to_dict()
