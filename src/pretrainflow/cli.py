@@ -11,12 +11,12 @@ import argparse
 import os
 import sys
 
-from pretrainflow import study_cli
 from pretrainflow.corpora import cli as corpora_cli
 from pretrainflow.datasets import cli as datasets_cli
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.results import cli as results_cli
 from pretrainflow.schedulers import cli as schedulers_cli
+from pretrainflow.study import cli as study_cli
 from pretrainflow.train.llm import cli as llm_cli
 from pretrainflow.train.vit import cli as vit_cli
 

@@ -39,7 +39,7 @@ def _running_render_job(site: str) -> str | None:
 
 
 def _uninterrupted_checksum(tmp_path) -> str:
-    from pretrainflow.config import load_study
+    from pretrainflow.study.load import load_study
 
     spec = load_study(REPO / "config" / "test.yaml").spec_json("datasets", "fdb-test")
     out = tmp_path / "reference"

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from pretrainflow.errors import ConfigError
-from pretrainflow.models.gpt import GPT_SHAPES, create_gpt_shape, padded_vocab_size
+from pretrainflow.models.gpt import create_gpt_shape, list_gpts, padded_vocab_size
 
 
-@pytest.mark.parametrize("name", sorted(GPT_SHAPES))
+@pytest.mark.parametrize("name", list_gpts())
 def test_every_registered_shape_is_consistent(name):
     shape = create_gpt_shape(name)
     assert shape.hidden_size % shape.num_attention_heads == 0

@@ -100,7 +100,7 @@ def test_errors_name_the_key(change, message):
 
 
 def test_default_study_llm_run_validates():
-    from pretrainflow.config import load_study
+    from pretrainflow.study.load import load_study
 
     study = load_study(REPO / "config" / "config.yaml")
     llm_runs = study.runs_of_kind("llm")
@@ -111,7 +111,7 @@ def test_default_study_llm_run_validates():
 
 
 def test_paper_scale_study_validates():
-    from pretrainflow.config import load_study
+    from pretrainflow.study.load import load_study
 
     study = load_study(REPO / "config" / "studies" / "llama-1b.yaml")
     (run_id,) = study.runs_of_kind("llm")

@@ -1,6 +1,6 @@
 import pytest
 
-from pretrainflow.ablations import format_value, short_key
+from pretrainflow.study.ablations import format_value, short_key
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pretrainflow.config import load_study
 from pretrainflow.errors import ConfigError
+from pretrainflow.study.load import load_study
 from pretrainflow.train.spec import RENAMED_KEYS
 
 

@@ -5,6 +5,7 @@ import doctest
 import pytest
 
 import pretrainflow.errors
+import pretrainflow.models.registry
 import pretrainflow.provenance
 import pretrainflow.results.rows
 import pretrainflow.results.table
@@ -16,6 +17,7 @@ import pretrainflow.train.publish
 
 MODULES = [
     pretrainflow.errors,
+    pretrainflow.models.registry,
     pretrainflow.provenance,
     pretrainflow.results.rows,
     pretrainflow.results.table,

@@ -23,8 +23,8 @@ import referencing
 import yaml
 
 from pretrainflow.errors import ConfigError
-from pretrainflow.schema import SCHEMA_DIR
 from pretrainflow.spec_fields import study_keys
+from pretrainflow.study.schema import SCHEMA_DIR
 
 # ---------------------------------------------------------------------------------------------------------- schemas
 
@@ -73,7 +73,7 @@ def walk(node: Any, pointer: str = "") -> Iterator[tuple[str, dict]]:
 
 
 def _run_kinds() -> list[str]:
-    from pretrainflow.config import AREA_CHECKS
+    from pretrainflow.study.load import AREA_CHECKS
     from pretrainflow.train.llm.spec import LLMRunSpec
     from pretrainflow.train.vit.spec import VitRunSpec
 
@@ -109,9 +109,9 @@ def _vits() -> list[str]:
 
 
 def _gpt_shapes() -> list[str]:
-    from pretrainflow.models.gpt import GPT_SHAPES
+    from pretrainflow.models.gpt import list_gpts
 
-    return list(GPT_SHAPES)
+    return list_gpts()
 
 
 def _gpt_field_values(field: str, schema_values: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-# Validate the study, expand it, and give the rules their specs and targets. Logic lives in pretrainflow.config (tested).
+# Validate the study, expand it, and give the rules their specs and targets. Logic lives in pretrainflow.study.load (tested).
 import os
 import re
 import shlex
@@ -6,7 +6,7 @@ import shlex
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pretrainflow.config import load_study
+from pretrainflow.study.load import load_study
 from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
 from pretrainflow.study import layout

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pretrainflow.errors import ConfigError, expect
+from pretrainflow.models.registry import Registry
 
 VOCAB_PAD_MULTIPLE = 128  # Megatron convention: padded vocab divisible by 128 (and so by any TP degree <= 128)
 
@@ -103,13 +104,9 @@ class GPTShape:
         return 6.0 * matmul_params + 12.0 * L * seq_length * h
 
 
-GPT_SHAPES: dict[str, Callable[..., GPTShape]] = {}
-
-
-def register_gpt(fn: Callable[..., GPTShape]) -> Callable[..., GPTShape]:
-    """Register a shape factory under its function name (``gpt_micro``, ``llama_1b``, ...)."""
-    GPT_SHAPES[fn.__name__] = fn
-    return fn
+GPTS: Registry[Callable[..., GPTShape]] = Registry("GPT shape")
+register_gpt = GPTS.register  # ``@register_gpt`` on ``def llama_1b(**overrides) -> GPTShape``
+list_gpts = GPTS.names
 
 
 @register_gpt
@@ -143,12 +140,12 @@ def llama_8b(**kw: Any) -> GPTShape:
 
 def create_gpt_shape(name: str, where: str = "model", **overrides: Any) -> GPTShape:
     """The registered shape ``name`` with ``overrides`` applied; errors name ``where`` and the known names."""
-    expect(name in GPT_SHAPES, f"{where}.name", f"expected one of {sorted(GPT_SHAPES)}, got {name!r}")
+    expect(name in GPTS, f"{where}.name", f"expected one of {list_gpts()}, got {name!r}")
     fields = {f.name for f in dataclasses.fields(GPTShape)} - {"name"}
     unknown = sorted(set(overrides) - fields)
     expect(not unknown, where, f"unknown model keys {unknown}; expected some of {sorted(fields)}")
     try:
-        return GPT_SHAPES[name](**overrides)
+        return GPTS.factory(name)(**overrides)
     except ConfigError as err:
         raise ConfigError(f"{where}.{str(err).removeprefix('model.')}") from None
 

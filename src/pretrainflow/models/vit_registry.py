@@ -9,33 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import fields, replace
 
+from pretrainflow.models.registry import Registry
 from pretrainflow.models.vit import VisionTransformer, ViTConfig
 
-_VITS: dict[str, Callable[[], ViTConfig]] = {}
-
-
-def register_vit(factory: Callable[[], ViTConfig]) -> Callable[[], ViTConfig]:
-    """Register ``factory`` under its function name (``def vit_tiny() -> ViTConfig``)."""
-    if factory.__name__ in _VITS:
-        raise ValueError(f"ViT variant {factory.__name__!r} is registered twice")
-    _VITS[factory.__name__] = factory
-    return factory
-
-
-def list_vits() -> list[str]:
-    """Names of the registered ViT variants, sorted."""
-    return sorted(_VITS)
+VITS: Registry[Callable[[], ViTConfig]] = Registry("ViT")
+register_vit = VITS.register  # ``@register_vit`` on ``def vit_tiny() -> ViTConfig``
+list_vits = VITS.names
 
 
 def vit_config(name: str, **overrides) -> ViTConfig:
     """The ``ViTConfig`` of variant ``name`` with ``overrides`` applied (validated by ``ViTConfig.__post_init__``)."""
-    if name not in _VITS:
-        raise KeyError(f"model.name: unknown ViT {name!r}; expected one of {', '.join(list_vits())}")
+    factory = VITS.factory(name)
     known = {f.name for f in fields(ViTConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise KeyError(f"model: unknown ViT option(s) {unknown}; expected some of {sorted(known)}")
-    return replace(_VITS[name](), **overrides)
+    return replace(factory(), **overrides)
 
 
 def create_vit(name: str, **overrides) -> VisionTransformer:

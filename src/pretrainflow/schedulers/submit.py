@@ -62,7 +62,7 @@ class RunTask:
 
 def run_tasks(study_path: str, run_ids: list[str], ablation: str | None) -> tuple[list[RunTask], list[dict]]:
     """The RunTasks (and run specs) selected by ``--run`` / ``--ablation``; every check happens here, before submitting."""
-    from pretrainflow.config import load_study
+    from pretrainflow.study.load import load_study
 
     study = load_study(study_path)
     selected = list(run_ids)
@@ -105,15 +105,15 @@ def make_executor(site: str, folder: Path, spec: dict, settings_resources: dict,
 
     from pretrainflow.schedulers.settings import settings_from
     from pretrainflow.schedulers.submitit_plugins import PBSExecutor, SGEExecutor
+    from pretrainflow.train.devices import job_resources
 
-    devices = spec.get("devices", {})
-    gpus = int(devices.get("gpus_per_node", 0))
+    resources = job_resources(spec["devices"])  # the numbers the Snakemake rule asks for
     params = {
-        "nodes": int(devices.get("nodes", 1)),
-        "gpus_per_node": gpus,
-        "cpus_per_task": int(devices.get("cpus_per_rank", 1)) * max(1, gpus or int(devices.get("cpu_ranks", 1))),
-        "mem_gb": int(devices.get("mem_mb", 4000)) / 1024,
-        "timeout_min": int(devices.get("runtime_minutes", 60)),
+        "nodes": resources["nodes"],
+        "gpus_per_node": resources["gpus"] // resources["nodes"],
+        "cpus_per_task": resources["cpus_per_task"],
+        "mem_gb": resources["mem_mb"] / 1024,
+        "timeout_min": resources["runtime"],
     }
     if site in ("abci", "tsubame"):
         executor_class = PBSExecutor if site == "abci" else SGEExecutor

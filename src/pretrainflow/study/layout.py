@@ -23,7 +23,7 @@ PRETRAIN_WEIGHTS = PRETRAIN_DIR + "/model.safetensors"
 FINETUNE_DIR = "results/finetune/{run}/{task}"
 EXPORT_HF_DIR = "results/export/{run}-hf"
 ROWS = "results/rows/{run}/{task}.parquet"
-# Row files of the stages that are not a fine-tuning task (task names may not take these: tasks/ RESERVED_TASK_NAMES)
+# Row files of the stages that are not a fine-tuning task (task names may not take these: train/vit/spec.py RESERVED_TASK_NAMES)
 PRETRAIN_ROWS_TASK = "pretrain"
 HELDOUT_ROWS_TASK = "heldout"
 # Outside every stage's outputs, so a rerun after a walltime kill finds them (train/checkpoints.py: {unit}/{hash12}/)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pretrainflow.spec_fields import build, flag, number, one_of, positive_int, to_dict
+from pretrainflow.study import layout
 from pretrainflow.train.devices import DevicesSpec
 from pretrainflow.train.spec import BatchSpec, CheckpointSpec, LogSpec, check_betas, check_renamed, planned_world_size
 
@@ -22,7 +23,8 @@ OPTIMIZERS = ("adamw", "sgd", "lamb", "sam", "shampoo")
 ZERO_STAGES = (0, 1, 2, 3)
 TASK_KINDS = ("digits", "cifar10", "cifar100", "imagefolder")
 TASK_KINDS_WITH_PATH = ("cifar10", "cifar100", "imagefolder")  # the kinds that read their data from ``path``
-RESERVED_TASK_NAMES = ("pretrain", "heldout")  # results/rows/{run}/pretrain.parquet, LLM heldout.parquet
+# Row files of the stages that are not a fine-tune (results/rows/{run}/pretrain.parquet, LLM heldout.parquet)
+RESERVED_TASK_NAMES = (layout.PRETRAIN_ROWS_TASK, layout.HELDOUT_ROWS_TASK)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -323,7 +325,7 @@ class FinetuneSpec:
         return to_dict(self)
 
 
-# The config loader's hooks (pretrainflow.config.AREA_CHECKS): each returns the spec with every default filled in,
+# The config loader's hooks (pretrainflow.study.load.AREA_CHECKS): each returns the spec with every default filled in,
 # so the resolved spec that is hashed and passed to the rules shows every value the run uses.
 
 

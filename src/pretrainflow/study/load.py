@@ -15,12 +15,13 @@ from typing import Any
 
 import yaml
 
-from pretrainflow.ablations import expand_ablation
 from pretrainflow.corpora.spec import check_corpus
 from pretrainflow.datasets.spec import check_spec as check_dataset
 from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
-from pretrainflow.schema import validate_study_schema
+from pretrainflow.study import layout
+from pretrainflow.study.ablations import expand_ablation
+from pretrainflow.study.schema import validate_study_schema
 from pretrainflow.train.llm.spec import check_llm_run
 from pretrainflow.train.vit.spec import check_finetune, check_task, check_vit_run
 
@@ -63,9 +64,9 @@ class Study:
 
     def row_files(self) -> list[str]:
         """Every result row file the study produces (inputs of the aggregation)."""
-        files = [f"results/rows/{run_id}/pretrain.parquet" for run_id in self.runs_of_kind("vit")]
-        files += [f"results/rows/{run_id}/{task}.parquet" for run_id, task in self.finetunes]
-        files += [f"results/rows/{run_id}/heldout.parquet" for run_id in self.runs_of_kind("llm")]
+        files = [layout.rows_file(run_id, layout.PRETRAIN_ROWS_TASK) for run_id in self.runs_of_kind("vit")]
+        files += [layout.rows_file(run_id, task) for run_id, task in self.finetunes]
+        files += [layout.rows_file(run_id, layout.HELDOUT_ROWS_TASK) for run_id in self.runs_of_kind("llm")]
         return files
 
 

@@ -12,7 +12,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from pretrainflow.config import load_study  # imports the training specs (torch): not at --help time
+    from pretrainflow.study.load import load_study  # imports the training specs (torch): not at --help time
 
     study = load_study(args.study)
     print(f"study {study.name}: OK")

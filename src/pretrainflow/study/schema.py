@@ -17,8 +17,8 @@ import yaml
 from pretrainflow.errors import ConfigError
 from pretrainflow.train.spec import renamed_key
 
-# The schemas ship with the workflow; the package finds them from the repository layout (src/pretrainflow/ -> ../../).
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+# The schemas ship with the workflow; the package finds them from the repository layout (src/pretrainflow/study/ -> ../../../).
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "workflow" / "schemas"
 STUDY_SCHEMA = "config.schema.yaml"
 
 
