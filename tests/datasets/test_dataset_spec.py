@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from dataset_testlib import tiny_spec
 
-from pretrainflow.datasets.spec import DatasetSpec, check_spec
+from pretrainflow.datasets.generic_spec import DatasetSpec
+from pretrainflow.datasets.spec import check_spec
 from pretrainflow.errors import ConfigError
 
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from pretrainflow.datasets import OnTheFlyDataset, dataset_checksum, open_dataset
-from pretrainflow.datasets.build import build_dataset, read_categories, render_shard, write_categories
+from pretrainflow.datasets.build import build_dataset, render_shard
+from pretrainflow.datasets.categories import read_categories, write_categories
 from pretrainflow.datasets.manifest import build_manifest, verify_dataset
 from pretrainflow.datasets.spec import resolve, resolved_dict
 from pretrainflow.errors import PretrainflowError
@@ -40,7 +41,7 @@ def test_dataset_directory_is_complete_and_verifies(tiny_dataset):
     assert dataset_checksum(root) == manifest["dataset_checksum"] and len(manifest["dataset_checksum"]) == 64
     assert json.loads(pq.read_schema(root / "categories.parquet").metadata[b"pretrainflow.spec"]) == manifest["spec"]
     config = json.loads((root / "config.json").read_text())
-    assert config["spec"] == manifest["spec"] and "git_commit" in config["provenance"]
+    assert config["config"] == manifest["spec"] and "git_commit" in config["provenance"]
     names = list(members(root / "shards" / "shard-00001.tar"))
     assert names[:4] == ["00001_000000.png", "00001_000000.cls", "00001_000001.png", "00001_000001.cls"]
 

@@ -59,6 +59,24 @@ def run_dataset_manifest(wildcards):
     return layout.DATASET_MANIFEST.format(dataset=STUDY.runs[wildcards.run]["dataset"])
 
 
+def run_dataset_files(wildcards):
+    """Everything a ViT run reads from its dataset: the shards, or the categories it renders on the fly."""
+    dataset = STUDY.runs[wildcards.run]["dataset"]
+    if STUDY.runs[wildcards.run].get("on_the_fly"):
+        return [layout.DATASET_CATEGORIES.format(dataset=dataset)]
+    return [layout.DATASET_SHARD.format(dataset=dataset, shard=k) for k in dataset_shards(dataset)]
+
+
+def llm_blend_files(wildcards):
+    """The indexed token files and tokenizers of every corpus of an LLM run's blend (what training reads)."""
+    run = STUDY.runs[wildcards.run]
+    names = list(run.get("blend") or {run["corpus"]: 1})
+    files = [layout.CORPUS_TOKENIZER.format(corpus=name) for name in names]
+    for name in names:
+        files += [layout.CORPUS_PREFIX.format(corpus=name) + suffix for suffix in (".bin", ".idx")]
+    return files
+
+
 def run_corpus_manifest(wildcards):
     return layout.CORPUS_MANIFEST.format(corpus=STUDY.runs[wildcards.run]["corpus"])
 

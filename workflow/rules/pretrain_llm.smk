@@ -8,6 +8,7 @@ rule pretrain_llm:
         run=_one_of(STUDY.runs_of_kind("llm")),
     input:
         manifests=llm_blend_manifests,
+        data=llm_blend_files,
     output:
         model="results/pretrain/{run}/model.safetensors",
         metrics="results/pretrain/{run}/metrics.parquet",
@@ -39,6 +40,7 @@ rule evaluate_llm:
         model="results/pretrain/{run}/model.safetensors",
         summary="results/pretrain/{run}/summary.json",
         manifest=run_corpus_manifest,
+        data=llm_blend_files,
     output:
         "results/rows/{run}/heldout.parquet",
     params:

@@ -8,6 +8,7 @@ rule pretrain_vit:
         run=_one_of(STUDY.runs_of_kind("vit")),
     input:
         manifest=run_dataset_manifest,
+        data=run_dataset_files,
     output:
         model="results/pretrain/{run}/model.safetensors",
         metrics="results/pretrain/{run}/metrics.parquet",

@@ -3,7 +3,8 @@
 Public names (imported lazily, so ``import pretrainflow.datasets`` does not import torch)::
 
     get_family, Family, FAMILY_MODULES      registry of families (registry.py)
-    DatasetSpec, check_spec, resolve        the generic dataset spec (spec.py)
+    DatasetSpec                             the generic keys of a dataset spec (generic_spec.py)
+    check_spec, resolve                     a whole spec checked against its family (spec.py)
     open_dataset, OnTheFlyDataset           torch datasets over shards / rendered on the fly (torch_dataset.py)
     dataset_checksum                        sha256 over the manifest's shard checksums (manifest.py)
 """
@@ -19,7 +20,7 @@ _EXPORTS = {
     "get_family": "registry",
     "family_names": "registry",
     "make_params": "registry",
-    "DatasetSpec": "spec",
+    "DatasetSpec": "generic_spec",
     "check_spec": "spec",
     "resolve": "spec",
     "open_dataset": "torch_dataset",

@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 from pretrainflow.datasets import shards as sh
+from pretrainflow.datasets.categories import write_categories
+from pretrainflow.datasets.generic_spec import DatasetSpec
 from pretrainflow.datasets.manifest import build_manifest
-from pretrainflow.datasets.spec import DatasetSpec, resolve, resolved_dict
-from pretrainflow.errors import PretrainflowError
-from pretrainflow.io import atomic_dir, atomic_path, canonical_json, config_hash, read_json
-
-SPEC_METADATA_KEY = b"pretrainflow.spec"
+from pretrainflow.datasets.spec import resolve, resolved_dict
+from pretrainflow.io import atomic_dir, config_hash, read_json
 
 
 def search_categories(ds: DatasetSpec, family, params, progress: bool = False):
@@ -26,35 +25,6 @@ def search_categories(ds: DatasetSpec, family, params, progress: bool = False):
     if len(df) != ds.num_classes or list(df["class_id"]) != list(range(ds.num_classes)):
         raise RuntimeError(f"{family.name}.search returned {len(df)} rows; expected class_id 0..{ds.num_classes - 1}")
     return df
-
-
-def write_categories(df, ds: DatasetSpec, params, out: str | os.PathLike) -> None:
-    """categories.parquet, atomically, with the resolved spec in the Parquet schema metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = {**(table.schema.metadata or {}), SPEC_METADATA_KEY: canonical_json(resolved_dict(ds, params))}
-    with atomic_path(out) as tmp:
-        pq.write_table(table.replace_schema_metadata(meta), tmp)
-
-
-def read_categories(path: str | os.PathLike, expected_spec: dict | None = None):
-    """The categories DataFrame; with ``expected_spec`` (a resolved spec), check that it was searched for that spec."""
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError) as err:
-        raise PretrainflowError(f"{path}: cannot read the categories Parquet file ({err})") from err
-    if expected_spec is not None:
-        made_for = (table.schema.metadata or {}).get(SPEC_METADATA_KEY, b"").decode()
-        if made_for != canonical_json(expected_spec):
-            raise PretrainflowError(
-                f"{path}: searched for another dataset spec than {expected_spec['name']!r} has now; "
-                "run `datasets search` again"
-            )
-    return table.to_pandas()
 
 
 def render_shard(

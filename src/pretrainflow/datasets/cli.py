@@ -30,7 +30,8 @@ def _spec(text: str):
 
 
 def cmd_search(args) -> None:
-    from pretrainflow.datasets.build import search_categories, write_categories
+    from pretrainflow.datasets.build import search_categories
+    from pretrainflow.datasets.categories import write_categories
 
     ds, family, params = _spec(args.spec)
     df = search_categories(ds, family, params, progress=True)
@@ -39,7 +40,8 @@ def cmd_search(args) -> None:
 
 
 def cmd_render_shard(args) -> None:
-    from pretrainflow.datasets.build import read_categories, render_shard
+    from pretrainflow.datasets.build import render_shard
+    from pretrainflow.datasets.categories import read_categories
     from pretrainflow.datasets.spec import resolved_dict
 
     ds, family, params = _spec(args.spec)
@@ -135,9 +137,3 @@ def add_commands(subparsers) -> None:
     p.add_argument("--spec", required=True, help=spec_help)
     p.add_argument("--out", required=True, type=Path, help="dataset directory")
     p.set_defaults(func=cmd_build)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from pretrainflow.cli import main
-
-    sys.exit(main(["datasets", *sys.argv[1:]]))

@@ -5,7 +5,7 @@ A dataset directory (results/datasets/{dataset}/)::
     categories.parquet      one row per category (the family's search output)
     shards/shard-00000.tar  WebDataset tar shards (see shards.py)
     manifest.json           {"spec", "shards": [{"name", "count", "sha256", "bytes", "first", "degenerate"}], ...}
-    config.json             the resolved spec and where it was made (provenance)
+    config.json             the resolved spec, its hash and where it was made (provenance.config_record)
 
 ``dataset_checksum`` = sha256 of the shard checksums joined by newlines, in shard order: one string that changes when
 any image changes, stored in every result row.
@@ -19,9 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pretrainflow.datasets import shards as sh
-from pretrainflow.datasets.spec import DatasetSpec, resolve, resolved_dict
+from pretrainflow.datasets.categories import read_categories
+from pretrainflow.datasets.generic_spec import DatasetSpec
+from pretrainflow.datasets.spec import resolve, resolved_dict
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.io import atomic_write_json, config_hash, read_json, sha256_file
+from pretrainflow.provenance import config_record
 
 MANIFEST_VERSION = 1
 
@@ -53,8 +56,6 @@ def build_manifest(
     resolved = resolved_dict(ds, params)
     if not categories.is_file():
         raise PretrainflowError(f"{categories}: missing; expected the output of `datasets search` for {ds.where}")
-    from pretrainflow.datasets.build import read_categories
-
     read_categories(categories, resolved)  # searched for this very spec
     entries = []
     for k in sorted(by_index):
@@ -93,9 +94,7 @@ def build_manifest(
         "degenerate": sum(len(e["degenerate"]) for e in entries),
         "dataset_checksum": checksum_of([e["sha256"] for e in entries]),
     }
-    from pretrainflow.provenance import provenance
-
-    atomic_write_json(root / "config.json", {"spec": resolved, "provenance": provenance()})
+    atomic_write_json(root / "config.json", config_record(resolved))
     atomic_write_json(out, manifest)
     return manifest
 

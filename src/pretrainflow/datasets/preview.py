@@ -6,7 +6,8 @@ import os
 
 import numpy as np
 
-from pretrainflow.datasets.spec import DatasetSpec, resolve
+from pretrainflow.datasets.generic_spec import DatasetSpec
+from pretrainflow.datasets.spec import resolve
 from pretrainflow.io import atomic_path
 
 GUTTER = 2  # pixels of mid-gray between tiles, so black backgrounds stay apart

@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pretrainflow.datasets.generic_spec import DatasetSpec
 from pretrainflow.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-
-    from pretrainflow.datasets.spec import DatasetSpec
 
 # Family name -> module defining FAMILY. Imported lazily on lookup.
 FAMILY_MODULES: dict[str, str] = {

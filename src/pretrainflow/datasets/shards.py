@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pretrainflow.datasets.spec import DatasetSpec
+from pretrainflow.datasets.generic_spec import DatasetSpec
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.io import atomic_path, canonical_json
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 RESULTS = "results"
 DATASET_DIR = "results/datasets/{dataset}"
 DATASET_MANIFEST = DATASET_DIR + "/manifest.json"
+DATASET_CATEGORIES = DATASET_DIR + "/categories.parquet"
+DATASET_SHARD = DATASET_DIR + "/shards/shard-{shard}.tar"
 CORPORA_ROOT = "results/corpora"
 CORPUS_DIR = CORPORA_ROOT + "/{corpus}"
 CORPUS_MANIFEST = CORPUS_DIR + "/manifest.json"
 CORPUS_TOKENIZER = CORPUS_DIR + "/tokenizer.json"
+CORPUS_PREFIX = CORPUS_DIR + "/{corpus}_text_document"  # megatron-core indexed dataset: PREFIX.bin + PREFIX.idx
 PRETRAIN_DIR = "results/pretrain/{run}"
 PRETRAIN_WEIGHTS = PRETRAIN_DIR + "/model.safetensors"
 FINETUNE_DIR = "results/finetune/{run}/{task}"

@@ -1,34 +1,13 @@
-"""VisualAtom family, and the shared drawing code it uses: 1D Perlin noise, noisy orbits, the polyline rasteriser."""
+"""What VisualAtom and RCDB alone have: their shared drawing code (1D Perlin noise, the polyline rasteriser, noisy
+orbits) and the parts of their category laws that are more than ranges (the ranges are in test_family_contract.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import time
-
 import numpy as np
-import pytest
+from family_testlib import searched_categories
 
 from pretrainflow.datasets import _perlin, _raster
 from pretrainflow.datasets._orbits import Orbits, render_orbits
-from pretrainflow.datasets.registry import get_family, make_params
-from pretrainflow.datasets.spec import resolve
-from pretrainflow.errors import ConfigError
-
-FAMILY = "visualatom"
-
-
-def spec(**overrides) -> dict:
-    base = {"name": "va-test", "family": FAMILY, "num_classes": 3, "instances_per_class": 4, "image_size": 48,
-            "num_shards": 1, "seed": 11, "params": dict(get_family(FAMILY).tiny_params)}  # fmt: skip
-    base.update(overrides)
-    return base
-
-
-def render_all(raw: dict) -> list[np.ndarray]:
-    ds, fam, params = resolve(raw)
-    categories = fam.search(ds, params).to_dict("records")
-    return [fam.render(ds, params, c, i) for c in categories for i in range(ds.instances_per_class)]
-
 
 # --- Perlin noise -------------------------------------------------------------------------------------------------
 
@@ -147,95 +126,17 @@ def test_orbits_grow_outward_with_the_perlin_offset():
     assert radius.min() < 25 and 70 < radius.max() < 130  # 10 + 40 * 2 = 90 px plus the random walk
 
 
-# --- the family ---------------------------------------------------------------------------------------------------
+# --- category laws ------------------------------------------------------------------------------------------------
 
 
-def test_tiny_variant_shapes_dtypes_and_speed():
-    start = time.perf_counter()
-    images = render_all(spec())
-    assert time.perf_counter() - start < 5.0
-    assert len(images) == 12
-    assert all(im.shape == (48, 48) and im.dtype == np.uint8 for im in images)
-    assert not any(get_family(FAMILY).is_degenerate(im) for im in images)
+def test_rcdb_vertex_counts_follow_the_truncated_exponential():
+    cats = searched_categories("rcdb")
+    # V = int(Exp(mean 100)) truncated to (2, 200]: mean of the truncated law is about 69
+    assert 60 < cats.num_vertices.mean() < 78
+    assert 0.05 < (cats.num_vertices <= 10).mean() < 0.13  # P(3 <= X < 11 | 3 <= X < 201) = 0.089
 
 
-def test_pure_function_of_spec_class_and_instance():
-    first = render_all(spec())
-    assert all(np.array_equal(a, b) for a, b in zip(first, render_all(spec()), strict=True))
-    # more classes and instances, other shard count: the shared (class, instance) images are identical bytes
-    more = render_all(spec(num_classes=5, instances_per_class=6, num_shards=3))
-    for c in range(3):
-        for i in range(4):
-            assert np.array_equal(first[c * 4 + i], more[c * 6 + i])
-    assert not np.array_equal(first[0], first[1])  # instances differ
-    other_seed = render_all(spec(seed=12))
-    assert not np.array_equal(first[0], other_seed[0])
-
-
-def test_golden_bytes():
-    # Bit-identical output on every machine: a change of these hashes is a change of the dataset.
-    digest = hashlib.sha256(b"".join(im.tobytes() for im in render_all(spec()))).hexdigest()
-    assert digest == GOLDEN_SHA256
-
-
-GOLDEN_SHA256 = "8c2ee8a31d3952e34697f1704ed9129c73fca260e92cbecafd00c98d75bf416c"
-
-
-def test_search_draws_the_published_ranges():
-    ds, fam, params = resolve(spec(num_classes=400, params={}))
-    cats = fam.search(ds, params)
-    assert list(cats.class_id) == list(range(400))
-    assert cats.num_vertices.between(200, 1000).all() and cats.num_orbits.between(1, 200).all()
-    assert cats.perlin.between(0, 4).all() and cats.line_width.between(0, 0.1).all()
-    assert cats.radius.between(10, 60).all()
-    assert cats.freq1.between(0, 20).all() and cats.freq2.between(0, 20).all()
+def test_visualatom_frequencies_differ_and_ranges_are_used_whole():
+    cats = searched_categories("visualatom")
     assert ((cats.freq1 != cats.freq2) | (cats.freq1 == 0)).all()
-    assert cats.oval_x.between(1, 2).all() and cats.oval_y.between(1, 2).all()
     assert cats.num_orbits.max() > 190 and cats.num_vertices.min() < 210  # the whole range is used
-
-
-def test_published_size_renders_black_background_with_gray_orbits():
-    ds, fam, params = resolve(spec(image_size=512, num_classes=2, params={}))
-    image = fam.render(ds, params, fam.search(ds, params).iloc[1].to_dict(), 0)
-    assert image.shape == (512, 512)
-    assert np.bincount(image.ravel()).argmax() == 0  # black background dominates
-    assert len(np.unique(image)) > 10  # many gray levels, one per orbit
-
-
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"vertices_min": 2}, "datasets.va.params.vertices_min: expected an integer in [3, 100000], got 2"),
-        ({"vertices_min": 50, "vertices_max": 40}, "datasets.va.params.vertices_max: expected an integer in [50, "),
-        ({"orbits_max": 0}, "datasets.va.params.orbits_max: expected an integer in [1, 10000], got 0"),
-        ({"perlin_min": -1.0}, "datasets.va.params.perlin_min: expected a number in [0.0, 1000.0], got -1.0"),
-        ({"oval_rate": 0.5}, "datasets.va.params.oval_rate: expected a number in [1.0, 1000.0], got 0.5"),
-        ({"freq_min": 3, "freq_max": 3}, "datasets.va.params.freq_max: expected freq_max > freq_min"),
-        ({"radius_min": "10"}, "datasets.va.params.radius_min: expected an integer"),
-        (
-            {"orbits_max": 10_000, "vertices_max": 2000},
-            "datasets.va.params.orbits_max: expected orbits_max * vertices_max",
-        ),
-        ({"vertex_num_min": 3}, "datasets.va.params.vertex_num_min: unknown parameter of family 'visualatom'"),
-    ],
-)
-def test_bad_parameters_name_the_key_and_range(params, message):
-    with pytest.raises(ConfigError) as err:
-        make_params(get_family(FAMILY), params, "datasets.va")
-    assert str(err.value).startswith(message)
-
-
-def test_shard_splits_and_on_the_fly_give_the_same_pixels(tmp_path):
-    import pandas as pd
-
-    from pretrainflow.datasets.build import build_dataset
-    from pretrainflow.datasets.torch_dataset import OnTheFlyDataset, open_dataset
-
-    build_dataset(spec(num_shards=1), tmp_path / "one")
-    build_dataset(spec(num_shards=5), tmp_path / "five")
-    one, five = open_dataset(tmp_path / "one"), open_dataset(tmp_path / "five")
-    fly = OnTheFlyDataset(spec(num_shards=5), pd.read_parquet(tmp_path / "five" / "categories.parquet"))
-    assert len(one) == len(five) == len(fly) == 12
-    for i in range(len(one)):
-        (a, label_a), (b, label_b), (c, label_c) = one[i], five[i], fly[i]
-        assert label_a == label_b == label_c and a.equal(b) and a.equal(c)
