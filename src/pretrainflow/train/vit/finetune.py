@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from pretrainflow.errors import PretrainflowError
-from pretrainflow.io import config_hash, load_safetensors
+from pretrainflow.io import load_safetensors
 from pretrainflow.launch import world_from_env
 from pretrainflow.study.layout import checkpoint_unit
-from pretrainflow.train.checkpoints import unit_dir
 from pretrainflow.train.vit.spec import FinetuneSpec
 
 
@@ -54,8 +52,8 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
     from pretrainflow.models import VisionTransformer
     from pretrainflow.tasks import load_task
     from pretrainflow.train.vit.engine import setup_distributed
-    from pretrainflow.train.vit.loop import TrainPlan, train
-    from pretrainflow.train.vit.publish import publish
+    from pretrainflow.train.vit.loop import TrainPlan
+    from pretrainflow.train.vit.stage import run_stage
 
     started = time.perf_counter()
     if (spec.source == "pretrained") != (pretrained is not None):
@@ -65,7 +63,6 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
     world = world_from_env()
     placement = setup_distributed(world)
     config = spec.to_dict()
-    digest = config_hash(config)
     recipe = spec.recipe
     probe = spec.model.config(1)
     task = load_task(spec.task_spec, probe.image_size)
@@ -89,47 +86,31 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
         in_chans=vit_cfg.in_chans,
         num_classes=task.num_classes,
     )
-    unit = checkpoint_unit(spec.run_id, task=spec.task)
-    ckpt_root = unit_dir(checkpoints, unit, config) if checkpoints is not None else None
-    result = train(
+    fields = {
+        "run_id": spec.run_id,
+        "source": spec.source,
+        "task": spec.task,
+        "model": spec.model.name,
+        "num_images": len(task.train),
+        "num_classes": task.num_classes,
+        "task_checksum": task.checksum,
+    }
+    return run_stage(
         model,
         task.train,
         plan,
-        world,
-        placement,
-        checkpoint_root=ckpt_root,
+        world=world,
+        placement=placement,
+        started=started,
         config=config,
-        config_hash=digest,
-        desc=f"finetune {spec.run_id} on {spec.task}",
-        tb_dir=None,
+        unit=checkpoint_unit(spec.run_id, task=spec.task),
+        checkpoints=checkpoints,
+        out=out,
+        model_name=spec.model.name,
+        fields=fields,
+        title=f"finetune {spec.run_id} on {spec.task}",
+        tensorboard=False,
     )
-    if result.exit_code == 0 and world.is_main:
-        fields = {
-            "run_id": spec.run_id,
-            "source": spec.source,
-            "task": spec.task,
-            "model": spec.model.name,
-            "num_images": len(task.train),
-            "num_classes": task.num_classes,
-            "task_checksum": task.checksum,
-        }
-        publish(
-            out,
-            result=result,
-            model=model,
-            model_name=spec.model.name,
-            config=config,
-            world=world,
-            placement=placement,
-            started=started,
-            fields=fields,
-            tb_dir=None,
-            title=f"finetune {spec.run_id} / {spec.task}",
-        )
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-    return result.exit_code
 
 
 def worker(argv: list[str]) -> int:

@@ -18,12 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
-from pretrainflow.io import config_hash
 from pretrainflow.launch import world_from_env
 from pretrainflow.study.layout import checkpoint_unit
-from pretrainflow.train.checkpoints import unit_dir
 from pretrainflow.train.vit.spec import VitRunSpec
 
 
@@ -45,14 +42,13 @@ def pretrain(
     """Pretrain on ``dataset`` (items: uint8 [C, H, W], int label; attribute ``num_classes``); collective."""
     from pretrainflow.models import VisionTransformer
     from pretrainflow.train.vit.engine import setup_distributed
-    from pretrainflow.train.vit.loop import TrainPlan, train
-    from pretrainflow.train.vit.publish import publish
+    from pretrainflow.train.vit.loop import TrainPlan
+    from pretrainflow.train.vit.stage import run_stage
 
     started = time.perf_counter()
     world = world_from_env()
     placement = setup_distributed(world)
     config = spec.to_dict()
-    digest = config_hash(config)
     vit_cfg = spec.model.config(int(dataset.num_classes))
     torch.manual_seed(spec.seed)  # same initial weights on every rank
     model = VisionTransformer(vit_cfg).to(placement.device)
@@ -72,45 +68,30 @@ def pretrain(
         checkpoint_every=spec.checkpoint.every_steps,
         keep=spec.checkpoint.keep,
     )
-    ckpt_root = unit_dir(checkpoints, checkpoint_unit(spec.run_id), config) if checkpoints is not None else None
-    result = train(
+    fields = {
+        "run_id": spec.run_id,
+        "model": spec.model.name,
+        "dataset": spec.dataset,
+        "num_images": len(dataset),
+        "num_classes": vit_cfg.num_classes,
+        "dataset_checksum": dataset_checksum,
+    }
+    return run_stage(
         model,
         dataset,
         plan,
-        world,
-        placement,
-        checkpoint_root=ckpt_root,
+        world=world,
+        placement=placement,
+        started=started,
         config=config,
-        config_hash=digest,
-        desc=f"pretrain {spec.run_id or spec.model.name}",
-        tb_dir=(ckpt_root / "tensorboard") if ckpt_root is not None else None,
+        unit=checkpoint_unit(spec.run_id),
+        checkpoints=checkpoints,
+        out=out,
+        model_name=spec.model.name,
+        fields=fields,
+        title=f"pretrain {spec.run_id or spec.model.name}",
+        tensorboard=True,
     )
-    if result.exit_code == 0 and world.is_main:
-        fields = {
-            "run_id": spec.run_id,
-            "model": spec.model.name,
-            "dataset": spec.dataset,
-            "num_images": len(dataset),
-            "num_classes": vit_cfg.num_classes,
-            "dataset_checksum": dataset_checksum,
-        }
-        publish(
-            out,
-            result=result,
-            model=model,
-            model_name=spec.model.name,
-            config=config,
-            world=world,
-            placement=placement,
-            started=started,
-            fields=fields,
-            tb_dir=ckpt_root / "tensorboard" if ckpt_root else None,
-            title=f"pretrain {spec.run_id}",
-        )
-    if dist.is_initialized():
-        dist.barrier()  # no rank exits (and tears down the group) before rank 0 has written the outputs
-        dist.destroy_process_group()
-    return result.exit_code
 
 
 def worker(argv: list[str]) -> int:

@@ -1,0 +1,71 @@
+"""One ViT training stage, pretraining or fine-tuning: train under the checkpoint protocol, publish, tear down.
+
+Both stages differ only in what they build (model, data, plan) and in their summary fields; this is the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.distributed as dist
+
+from pretrainflow.io import config_hash
+from pretrainflow.train.checkpoints import unit_dir
+from pretrainflow.train.vit.loop import TrainPlan, train
+from pretrainflow.train.vit.publish import publish
+
+
+def run_stage(
+    model,
+    data,
+    plan: TrainPlan,
+    *,
+    world,
+    placement,
+    started: float,
+    config: dict,
+    unit: str,
+    checkpoints: Path | None,
+    out: Path,
+    model_name: str,
+    fields: dict,
+    title: str,
+    tensorboard: bool,
+) -> int:
+    """Train ``model`` on ``data`` (collective), then rank 0 writes ``out``; returns 0 or EXIT_CHECKPOINTED.
+
+    Checkpoints go to ``{checkpoints}/{unit}/{config hash12}/`` (none when ``checkpoints`` is None); TensorBoard
+    events, when asked for, live beside them so that they survive resumes and are copied into ``out`` at the end.
+    """
+    ckpt_root = unit_dir(checkpoints, unit, config) if checkpoints is not None else None
+    tb_dir = ckpt_root / "tensorboard" if tensorboard and ckpt_root is not None else None
+    result = train(
+        model,
+        data,
+        plan,
+        world,
+        placement,
+        checkpoint_root=ckpt_root,
+        config=config,
+        config_hash=config_hash(config),
+        desc=title,
+        tb_dir=tb_dir,
+    )
+    if result.exit_code == 0 and world.is_main:
+        publish(
+            out,
+            result=result,
+            model=model,
+            model_name=model_name,
+            config=config,
+            world=world,
+            placement=placement,
+            started=started,
+            fields=fields,
+            tb_dir=tb_dir,
+            title=title,
+        )
+    if dist.is_initialized():
+        dist.barrier()  # no rank exits (and tears down the group) before rank 0 has written the outputs
+        dist.destroy_process_group()
+    return result.exit_code
