@@ -57,6 +57,13 @@ class TokenizerSpec:
 
     def __post_init__(self) -> None:
         expect(
+            isinstance(self.min_frequency, int)
+            and not isinstance(self.min_frequency, bool)
+            and self.min_frequency >= 1,
+            "tokenizer.min_frequency",
+            f"expected an integer >= 1, got {self.min_frequency!r}",
+        )
+        expect(
             self.sample_documents is None or (isinstance(self.sample_documents, int) and self.sample_documents >= 1),
             "tokenizer.sample_documents",
             f"expected an integer >= 1 or null, got {self.sample_documents!r}",
@@ -93,6 +100,11 @@ class CorpusSpec:
         expect(ok, "split", f"expected 'train,valid,test' weights like '98,1,1', got {self.split!r}")
         weights = [float(p) for p in parts]
         expect(sum(weights) > 0 and weights[1] > 0, "split", f"expected a non-zero valid weight, got {self.split!r}")
+        expect(
+            isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
+            "seed",
+            f"expected an integer >= 0, got {self.seed!r}",
+        )
         expect(
             isinstance(self.num_shards, int) and 1 <= self.num_shards <= 4096,
             "num_shards",
@@ -133,7 +145,7 @@ def corpus_from_dict(spec: Mapping[str, Any], where: str = "corpora") -> CorpusS
             source=SourceSpec(**source),
             tokenizer=TokenizerSpec(**tokenizer),
             split=str(spec.get("split", "98,1,1")),
-            seed=int(spec.get("seed", 0)),
+            seed=spec.get("seed", 0),
             num_shards=spec.get("num_shards", 1),
         )
     except ConfigError as err:

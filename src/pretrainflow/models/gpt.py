@@ -57,6 +57,22 @@ class GPTShape:
             "model.num_query_groups",
             f"expected a divisor of num_attention_heads={self.num_attention_heads}, got {groups}",
         )
+        expect(
+            self.num_query_groups is None or (isinstance(self.num_query_groups, int) and self.num_query_groups >= 1),
+            "model.num_query_groups",
+            f"expected an integer >= 1 (or null for one group per head), got {self.num_query_groups!r}",
+        )
+        for key, low in (("norm_epsilon", 0.0), ("init_method_std", 0.0)):
+            value = getattr(self, key)
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > low
+            expect(ok, f"model.{key}", f"expected a number > {low}, got {value!r}")
+        expect(
+            isinstance(self.rotary_base, int | float)
+            and not isinstance(self.rotary_base, bool)
+            and self.rotary_base >= 1,
+            "model.rotary_base",
+            f"expected a number >= 1, got {self.rotary_base!r}",
+        )
         expect(self.normalization in ("RMSNorm", "LayerNorm"), "model.normalization", "expected RMSNorm or LayerNorm")
         expect(
             self.position_embedding in ("rope", "learned_absolute"),
