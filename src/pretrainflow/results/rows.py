@@ -84,6 +84,24 @@ def make_row(*, config: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     return row
 
 
+def stage_cost_fields(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The row fields that say what a training stage cost, read from its summary.json (train/publish.py writes it).
+
+    >>> stage_cost_fields({"world_size": 2, "devices": "2 x cpu", "wall_seconds": 36, "device_hours": 0.02,
+    ...                    "throughput": 10, "throughput_unit": "images/s", "mfu": None})["wall_seconds"]
+    36.0
+    """
+    return {
+        "world_size": int(summary["world_size"]),
+        "devices": summary["devices"],
+        "wall_seconds": float(summary["wall_seconds"]),
+        "device_hours": float(summary["device_hours"]),
+        "throughput": None if summary["throughput"] is None else float(summary["throughput"]),
+        "throughput_unit": summary["throughput_unit"],
+        "mfu": summary.get("mfu"),
+    }
+
+
 def rows_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Rows -> an Arrow table with exactly ARROW_SCHEMA (raises if a value does not fit its column type)."""
     return pa.Table.from_pylist([dict(row) for row in rows], schema=ARROW_SCHEMA)

@@ -20,7 +20,9 @@ CORPORA_ROOT = "results/corpora"
 CORPUS_DIR = CORPORA_ROOT + "/{corpus}"
 CORPUS_MANIFEST = CORPUS_DIR + "/manifest.json"
 CORPUS_TOKENIZER = CORPUS_DIR + "/tokenizer.json"
-CORPUS_PREFIX = CORPUS_DIR + "/{corpus}_text_document"  # megatron-core indexed dataset: PREFIX.bin + PREFIX.idx
+# megatron-core indexed dataset PREFIX.bin + PREFIX.idx, relative to a corpora root (tests and jobs may move the root)
+CORPUS_PREFIX_IN_ROOT = "{corpus}/{corpus}_text_document"
+CORPUS_PREFIX = CORPORA_ROOT + "/" + CORPUS_PREFIX_IN_ROOT
 PRETRAIN_DIR = "results/pretrain/{run}"
 PRETRAIN_WEIGHTS = PRETRAIN_DIR + "/model.safetensors"
 FINETUNE_DIR = "results/finetune/{run}/{task}"

@@ -24,7 +24,7 @@ from pretrainflow.study import layout
 
 def corpus_prefix(corpora_dir: str | Path, corpus: str) -> Path:
     """``{corpora_dir}/{corpus}/{corpus}_text_document`` (the megatron-core dataset prefix)."""
-    prefix = Path(corpora_dir) / Path(layout.CORPUS_PREFIX.format(corpus=corpus)).relative_to(layout.CORPORA_ROOT)
+    prefix = Path(corpora_dir) / layout.CORPUS_PREFIX_IN_ROOT.format(corpus=corpus)
     if not Path(f"{prefix}.idx").is_file():
         raise PretrainflowError(f"{prefix}.idx: indexed corpus not found (run the corpora stage for {corpus!r})")
     return prefix

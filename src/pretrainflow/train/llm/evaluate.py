@@ -65,7 +65,7 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
     import torch.distributed as dist
     from megatron.core import parallel_state
 
-    from pretrainflow.results.rows import make_row
+    from pretrainflow.results.rows import make_row, stage_cost_fields
     from pretrainflow.train.llm.data import build_gpt_datasets, corpus_prefix
     from pretrainflow.train.llm.publish import single_process_world
 
@@ -106,9 +106,7 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
     common = {
         "run_id": run.run_id, "stage": "pretrain", "model": run.shape.name, "pretrain_source": run.corpus,
         "task": "heldout", "split": "valid", "step": summary["step"], "seed": run.seed,
-        "dataset_checksum": manifest["checksum"], "world_size": summary["world_size"], "devices": summary["devices"],
-        "wall_seconds": summary["wall_seconds"], "device_hours": summary["device_hours"],
-        "throughput": summary["throughput"], "throughput_unit": "tokens/s", "mfu": summary["mfu"],
+        "dataset_checksum": manifest["checksum"], **stage_cost_fields(summary),
     }  # fmt: skip
     print(f"[evaluate-llm] {run.run_id}: held-out loss {loss:.4f} nats/token, perplexity {math.exp(loss):.2f} "
           f"over {tokens} tokens ({eval_seconds:.1f} s)")  # fmt: skip

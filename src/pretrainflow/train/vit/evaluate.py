@@ -50,7 +50,7 @@ def evaluate(spec_json: str, finetuned: Path, out: Path) -> dict[str, float]:
     """Score the model in ``finetuned`` on the held-out split of its task; write top1/top5 rows to ``out``."""
     from pretrainflow.io import load_safetensors
     from pretrainflow.models import VisionTransformer, ViTConfig
-    from pretrainflow.results.rows import make_row, write_rows
+    from pretrainflow.results.rows import make_row, stage_cost_fields, write_rows
     from pretrainflow.tasks import load_task
     from pretrainflow.train.vit.spec import FinetuneSpec
 
@@ -80,13 +80,7 @@ def evaluate(spec_json: str, finetuned: Path, out: Path) -> dict[str, float]:
         step=int(summary["steps"]),
         seed=spec.seed,
         dataset_checksum=task.checksum,
-        world_size=int(summary["world_size"]),
-        devices=summary["devices"],
-        wall_seconds=float(summary["wall_seconds"]),
-        device_hours=float(summary["device_hours"]),
-        throughput=float(summary["throughput"]),
-        throughput_unit="images/s",
-        mfu=summary.get("mfu"),
+        **stage_cost_fields(summary),
     )
     write_rows([make_row(metric=f"top{k}", value=value, **common) for k, value in acc.items()], out)
     return {f"top{k}": v for k, v in acc.items()}
@@ -94,7 +88,7 @@ def evaluate(spec_json: str, finetuned: Path, out: Path) -> dict[str, float]:
 
 def pretrain_rows(pretrained: Path, out: Path) -> None:
     """One row per pretraining run: its final training loss, with throughput and device-hours of the run."""
-    from pretrainflow.results.rows import make_row, write_rows
+    from pretrainflow.results.rows import make_row, stage_cost_fields, write_rows
 
     stored = read_json(pretrained / "config.json")
     summary = read_json(pretrained / "summary.json")
@@ -113,12 +107,6 @@ def pretrain_rows(pretrained: Path, out: Path) -> None:
         step=int(summary["steps"]),
         seed=int(config["seed"]),
         dataset_checksum=summary.get("dataset_checksum"),
-        world_size=int(summary["world_size"]),
-        devices=summary["devices"],
-        wall_seconds=float(summary["wall_seconds"]),
-        device_hours=float(summary["device_hours"]),
-        throughput=float(summary["throughput"]),
-        throughput_unit="images/s",
-        mfu=summary.get("mfu"),
+        **stage_cost_fields(summary),
     )
     write_rows([row], out)
