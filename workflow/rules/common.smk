@@ -4,6 +4,7 @@ import re
 import shlex
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from pretrainflow.study.load import load_study
@@ -17,6 +18,8 @@ try:
 except ConfigError as err:
     # One line naming the key path; nothing has run and nothing has been written.
     raise WorkflowError(f"invalid study config: {err}") from None
+for note in STUDY.notes:
+    logger.info(f"study {STUDY.name}: {note}")
 
 # Snakemake's own schema pass fills in the documented defaults of top-level keys.
 validate(config, "../schemas/config.schema.yaml")
@@ -82,10 +85,12 @@ def run_corpus_manifest(wildcards):
 
 
 def finetune_pretrained_model(wildcards):
-    """The pretrained weights a fine-tuning cell starts from (none for a scratch baseline)."""
-    if STUDY.finetunes[(wildcards.run, wildcards.task)]["source"] == "scratch":
+    """The pretrained weights a fine-tuning cell starts from (none for a scratch baseline); a cell whose pretraining
+    equals another run's starts from that run's weights (its pretrain_spec names it)."""
+    spec = STUDY.finetunes[(wildcards.run, wildcards.task)]
+    if spec["source"] == "scratch":
         return []
-    return layout.PRETRAIN_WEIGHTS.format(run=wildcards.run)
+    return layout.PRETRAIN_WEIGHTS.format(run=spec["pretrain_spec"]["run_id"])
 
 
 def study_json():

@@ -21,4 +21,6 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"  runs      {', '.join(study.runs) or '-'}")
     cells = [f"{run}/{task}" for run, task in study.finetunes]
     print(f"  finetune  {', '.join(cells) or '-'}")
+    for note in study.notes:
+        print(f"  note      {note}")
     return 0

@@ -20,7 +20,15 @@ from pretrainflow.datasets.spec import check_spec as check_dataset
 from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
 from pretrainflow.study import layout
-from pretrainflow.study.ablations import expand_ablation
+from pretrainflow.study.ablations import (
+    FINETUNE_PREFIX,
+    expand_ablation,
+    override_id,
+    set_dotted,
+    split_dataset_key,
+    stage_overrides,
+)
+from pretrainflow.study.replicates import CellRef, first_of_equals, replicate_id, replicate_seeds
 from pretrainflow.study.schema import validate_study_schema
 from pretrainflow.train.llm.spec import check_llm_run
 from pretrainflow.train.vit.spec import check_finetune, check_task, check_vit_run
@@ -54,6 +62,10 @@ class Study:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     finetunes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (run id, task) -> spec
     results: dict[str, Any] = field(default_factory=dict)
+    cells: dict[str, CellRef] = field(
+        default_factory=dict
+    )  # run id (pretraining, fine-tuning source) -> cell, replicate
+    notes: list[str] = field(default_factory=list)  # what the plan should say: units found identical and run once
 
     def runs_of_kind(self, kind: str) -> list[str]:
         return [run_id for run_id, run in self.runs.items() if run["kind"] == kind]
@@ -95,10 +107,53 @@ def load_study(config: dict[str, Any] | str | Path) -> Study:
     for name, task in raw.get("tasks", {}).items():
         study.tasks[name] = _area_check("task", {**task, "name": name}, f"tasks.{name}")
     runs = _expand_runs(raw)
-    for run_id, run in runs.items():
-        study.runs[run_id] = _resolve_run(study, run_id, run, seed)
-    _expand_finetunes(study, raw.get("finetune"))
+    _add_dataset_cells(study, raw, runs)
+    sources = _replicate_and_resolve_runs(study, raw, runs)
+    _expand_finetunes(study, raw.get("finetune"), sources)
     return study
+
+
+def _replicate_and_resolve_runs(
+    study: Study, raw: dict[str, Any], runs: dict[str, dict[str, Any]]
+) -> list[tuple[str, dict[str, Any], dict[str, Any], int]]:
+    """Resolve every replicate of every run into ``study.runs`` and ``study.cells``; return the fine-tuning sources.
+
+    A grid cell pretrains under the id of its dataset and pretraining parts only (``base.draw-patch``, not
+    ``base.draw-patch.lr-0.1``): cells that differ only in fine-tune keys share one pretraining. Runs equal apart from
+    their names pretrain once (a note says which). Each source is (unit id, the resolved spec it pretrains as, its
+    definition, its replicate seed).
+    """
+    seeds = _replicate_seeds(raw)
+    resolved: dict[str, dict[str, Any]] = {}
+    sources = []
+    for cell_id, run in runs.items():
+        replicate_keys = seeds[(run.get("ablation") or {}).get("name")]
+        pretrain_cell = _pretrain_cell_id(cell_id, run)
+        for index, key in enumerate(replicate_keys):
+            unit_id = replicate_id(cell_id, index, len(replicate_keys))
+            run_id = replicate_id(pretrain_cell, index, len(replicate_keys))
+            if run_id not in resolved:
+                spec = {**run, "seed": run.get("seed", study.seed) + key}
+                resolved[run_id] = _resolve_run(study, run_id, spec, study.seed)
+                study.cells[run_id] = CellRef(pretrain_cell, index)
+            study.cells.setdefault(unit_id, CellRef(cell_id, index))
+            sources.append((unit_id, run_id, run, key))
+    trained_as = first_of_equals(resolved.items())
+    for run_id, spec in resolved.items():
+        if trained_as[run_id] == run_id:
+            study.runs[run_id] = spec
+        else:
+            study.notes.append(f"run {run_id} equals run {trained_as[run_id]}: pretrained once, as the latter")
+    return [(unit_id, resolved[trained_as[run_id]], run, key) for unit_id, run_id, run, key in sources]
+
+
+def _pretrain_cell_id(cell_id: str, run: dict[str, Any]) -> str:
+    """The id a grid cell pretrains under: its base and its non-fine-tune parts."""
+    if not stage_overrides(run, "finetune"):
+        return cell_id
+    ablation = run["ablation"]
+    kept = {key: value for key, value in ablation["overrides"].items() if key not in stage_overrides(run, "finetune")}
+    return override_id(ablation["base"], kept)
 
 
 def _expand_runs(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -138,42 +193,117 @@ def _resolve_run(study: Study, run_id: str, run: dict[str, Any], seed: int) -> d
     return _area_check(run["kind"], spec, where)
 
 
+def _replicate_seeds(raw: dict[str, Any]) -> dict[str | None, list[int]]:
+    """Replicate seeds of the base runs (key None, the study's ``replicates``) and of each ablation's cells."""
+    study_seeds = replicate_seeds(raw.get("replicates", 1), "replicates")
+    seeds: dict[str | None, list[int]] = {None: study_seeds}
+    for name, ablation in raw.get("ablations", {}).items():
+        value = ablation.get("replicates")
+        seeds[name] = study_seeds if value is None else replicate_seeds(value, f"ablations.{name}.replicates")
+    return seeds
+
+
+def _add_dataset_cells(study: Study, raw: dict[str, Any], runs: dict[str, dict[str, Any]]) -> None:
+    """Make the dataset of every grid cell with ``datasets.*`` axes, and point the cell's run at it.
+
+    A dataset cell is ``<dataset>.<key>-<value>...``; cells of several runs that vary the dataset alike share it, and a
+    cell equal to a dataset the study already has is that dataset (generated once).
+    """
+    same_as: dict[str, str] = {}  # dataset cell id -> the dataset generated for it
+    for run_id, run in runs.items():
+        overrides = stage_overrides(run, "dataset")
+        if not overrides:
+            continue
+        base = run["dataset"]
+        where = f"ablations.{run['ablation']['name']} (run {run_id})"
+        cell_id = override_id(base, overrides)
+        if cell_id not in same_as:
+            dataset = copy.deepcopy(raw["datasets"][base])
+            for key, value in overrides.items():
+                set_dotted(dataset, split_dataset_key(key, where)[1], value, f"{where}.grid.{key}")
+            try:
+                validate_study_schema({"study": raw["study"], "pretrain": {}, "datasets": {base: dataset}})
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {err}") from err
+            spec = _area_check("dataset", {"seed": study.seed, **dataset, "name": base}, f"{where}: datasets.{base}")
+            study.datasets[cell_id] = {**spec, "name": cell_id}
+            same_as[cell_id] = first_of_equals(study.datasets.items())[cell_id]
+            if same_as[cell_id] != cell_id:
+                del study.datasets[cell_id]
+                study.notes.append(
+                    f"dataset {cell_id} equals dataset {same_as[cell_id]}: generated once, as the latter"
+                )
+        run["dataset"] = same_as[cell_id]
+
+
 def scratch_run_id(model: dict[str, Any]) -> str:
     """Id of the from-scratch baseline of a model: ``scratch-vit-micro``."""
     return "scratch-" + str(model["name"]).replace("_", "-")
 
 
-def _expand_finetunes(study: Study, finetune: dict[str, Any] | None) -> None:
-    """Every ViT run x every fine-tuning task, plus one scratch baseline per distinct model when asked for."""
+def _finetune_recipe(finetune: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """The study's recipe as written, with a cell's ``finetune.recipe.*`` overrides applied, checked and resolved."""
+    recipe = copy.deepcopy(finetune.get("recipe", {}))
+    for key, value in overrides.items():
+        set_dotted(recipe, key[len(FINETUNE_PREFIX) :], value, f"{where}.grid.{key}")
+    return _area_check("finetune", {**finetune, "recipe": recipe}, f"{where}: finetune")["recipe"]
+
+
+def _expand_finetunes(
+    study: Study,
+    finetune: dict[str, Any] | None,
+    sources: list[tuple[str, dict[str, Any], dict[str, Any], int]],
+) -> None:
+    """Every ViT run (id, the resolved spec it pretrains as, its definition, its replicate seed) x every task, plus
+    one scratch baseline per distinct model, fine-tune recipe and replicate when asked for.
+
+    Fine-tunes whose specs are equal apart from their run ids run once (a note says which).
+    """
     if not finetune:
         return
-    finetune = _area_check("finetune", finetune, "finetune")
+    written, finetune = finetune, _area_check("finetune", finetune, "finetune")
     for task in finetune.get("tasks", []):
         if task not in study.tasks:
             raise ConfigError(f"finetune.tasks: unknown task {task!r}; expected one of {sorted(study.tasks)}")
-    sources: dict[str, tuple[str, dict[str, Any], dict[str, Any] | None]] = {}
-    for run_id in study.runs_of_kind("vit"):
-        run = study.runs[run_id]
-        sources[run_id] = ("pretrained", run["model"], run)
-    if finetune.get("scratch_baseline", False):
-        for run_id in study.runs_of_kind("vit"):
-            model = study.runs[run_id]["model"]
-            scratch_id = scratch_run_id(model)
-            if scratch_id in sources and sources[scratch_id][1] != model:
+    units: dict[str, dict[str, Any]] = {}  # fine-tune source id -> {source, model, recipe, seed, pretrain_spec}
+    scratch: dict[str, dict[str, Any]] = {}
+    for run_id, pretrain_spec, run, key in sources:
+        if pretrain_spec["kind"] != "vit":
+            continue
+        overrides = stage_overrides(run, "finetune")
+        where = f"ablations.{(run.get('ablation') or {}).get('name')} (run {run_id})"
+        recipe = _finetune_recipe(written, overrides, where) if overrides else finetune.get("recipe", {})
+        common = {"model": pretrain_spec["model"], "recipe": recipe, "seed": study.seed + key}
+        units[run_id] = {"source": "pretrained", **common, "pretrain_spec": pretrain_spec}
+        if finetune.get("scratch_baseline", False):
+            cell, index = study.cells[run_id].cell, study.cells[run_id].replicate
+            scratch_cell = override_id(scratch_run_id(pretrain_spec["model"]), overrides)
+            scratch_id = scratch_cell if run_id == cell else f"{scratch_cell}.rep-{index}"
+            other = scratch.get(scratch_id)
+            if other is not None and other["model"] != common["model"]:
                 raise ConfigError(
-                    f"finetune.scratch_baseline: runs use model {model['name']!r} with different settings; "
+                    f"finetune.scratch_baseline: runs use model {common['model']['name']!r} with different settings; "
                     "give the variants distinct registered names so each scratch baseline has its own id"
                 )
-            sources[scratch_id] = ("scratch", model, None)
-    for run_id, (source, model, pretrain_spec) in sources.items():
-        for task in finetune.get("tasks", []):
-            study.finetunes[(run_id, task)] = {
-                "run_id": run_id,
-                "source": source,
-                "model": model,
-                "task": task,
-                "task_spec": study.tasks[task],
-                "recipe": finetune.get("recipe", {}),
-                "seed": (pretrain_spec or {}).get("seed", study.seed),
-                "pretrain_spec": pretrain_spec,
-            }
+            scratch[scratch_id] = {"source": "scratch", **common, "pretrain_spec": None}
+            study.cells.setdefault(scratch_id, CellRef(scratch_cell, index))
+    specs = {
+        (unit_id, task): {
+            "run_id": unit_id,
+            "source": unit["source"],
+            "model": unit["model"],
+            "task": task,
+            "task_spec": study.tasks[task],
+            "recipe": unit["recipe"],
+            "seed": unit["seed"],
+            "pretrain_spec": unit["pretrain_spec"],
+        }
+        for unit_id, unit in {**units, **scratch}.items()
+        for task in finetune.get("tasks", [])
+    }
+    same_as = first_of_equals(specs.items())
+    for key, spec in specs.items():
+        if same_as[key] == key:
+            study.finetunes[key] = spec
+        else:
+            study.notes.append(f"fine-tune {'/'.join(key)} equals {'/'.join(same_as[key])}: run once, as the latter")
