@@ -19,14 +19,3 @@ def expect(condition: bool, where: str, message: str) -> None:
     """
     if not condition:
         raise ConfigError(f"{where}: {message}")
-
-
-def expect_in_range(where: str, value: object, low: float, high: float, integer: bool) -> None:
-    """Raise ConfigError unless ``value`` is an integer (or, with ``integer=False``, a number) in [low, high].
-
-    Booleans are rejected: YAML ``true`` is not a count.
-    """
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int) if integer else isinstance(value, int | float)
-    ok = ok and not isinstance(value, bool) and low <= value <= high  # type: ignore[operator]
-    expect(ok, where, f"expected {kind} in [{low}, {high}], got {value!r}")

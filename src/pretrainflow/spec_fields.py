@@ -10,6 +10,7 @@ reads it from that key and ``to_dict`` writes it back under that key, so the res
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, field, fields, is_dataclass
 from typing import Any, TypeVar
@@ -106,3 +107,36 @@ def one_of(key: str, value: Any, choices: list | tuple) -> None:
 def flag(key: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{key}: expected true or false, got {value!r}")
+
+
+def integer(key: str, value: Any, low: int | None = None, high: int | None = None) -> None:
+    """``value`` is an integer (not a bool) in [low, high]; a ``None`` end is open (``positive_int`` with a ceiling)."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = ok and (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        bounds = [f">= {low}"] if low is not None else []
+        bounds += [f"<= {high}"] if high is not None else []
+        raise ValueError(f"{key}: expected an integer {' and '.join(bounds)}".rstrip() + f", got {value!r}")
+
+
+def string(key: str, value: Any) -> None:
+    """``value`` is a non-empty string (a file path, a field name)."""
+    if not (isinstance(value, str) and value):
+        raise ValueError(f"{key}: expected a non-empty string, got {value!r}")
+
+
+# Names that become directory names and rule wildcards (datasets, corpora): results/datasets/{name}/...
+# A name written in a study, optionally followed by the dotted parts an expansion adds (study/ablations.py,
+# study/replicates.py): newton, newton.mode-gray, vit-micro-fdb.lr-0.001.rep-2. One path component, never "." or "..".
+SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*(\.[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)*")
+
+
+def safe_name(key: str, value: Any) -> None:
+    """``value`` is a study name (lowercase letters, digits, ``_``, ``-``; first a letter or digit), or such a name with
+    the ``.<key>-<value>`` parts of an expanded unit.
+
+    >>> [bool(SAFE_NAME.fullmatch(v)) for v in ("newton.mode-gray", "fdb.lr-0.001.rep-2", "..", "a/b", "a..", "Fdb")]
+    [True, True, False, False, False, False]
+    """
+    if not (isinstance(value, str) and SAFE_NAME.fullmatch(value)):
+        raise ValueError(f"{key}: expected a name matching {SAFE_NAME.pattern}, got {value!r}")

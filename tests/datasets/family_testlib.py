@@ -102,23 +102,26 @@ EXPECTED: dict[str, FamilyExpectations] = {
         degenerate=DegenerateEdge((512, 512), 255, start=(10, 10), count=63, ink=0, tip=(11, 10), tip_ink=40),
         bad_params_where="datasets.r",
         bad_params=(
-            ({"vertices_max": 2}, "datasets.r.params.vertices_max: expected an integer in [3, 100000], got 2"),
-            ({"vertices_mean": 0.5}, "datasets.r.params.vertices_mean: expected a number in [1.0, 100000.0], got 0.5"),
+            ({"vertices_max": 2}, "datasets.r.params.vertices_max: expected an integer >= 3 and <= 100000, got 2"),
+            (
+                {"vertices_mean": 0.5},
+                "datasets.r.params.vertices_mean: expected a number >= 1.0 and <= 100000.0, got 0.5",
+            ),
             (
                 {"vertices_mean": 100000.0, "vertices_max": 3},
                 "datasets.r.params.vertices_mean: expected a mean that gives",
             ),
-            ({"orbits_min": 0}, "datasets.r.params.orbits_min: expected an integer in [1, 10000], got 0"),
+            ({"orbits_min": 0}, "datasets.r.params.orbits_min: expected an integer >= 1 and <= 10000, got 0"),
             (
                 {"line_width_max": -0.1},
-                "datasets.r.params.line_width_max: expected a number in [0.0, 1000.0], got -0.1",
+                "datasets.r.params.line_width_max: expected a number >= 0.0 and <= 1000.0, got -0.1",
             ),
-            ({"start_pos": 1.5}, "datasets.r.params.start_pos: expected an integer in [0, 65536], got 1.5"),
+            ({"start_pos": 1.5}, "datasets.r.params.start_pos: expected an integer >= 0 and <= 65536, got 1.5"),
             (
                 {"orbits_range": 9999, "vertices_max": 2000},
                 "datasets.r.params.orbits_range: expected (orbits_min + orbits_r",
             ),
-            ({"canvas_size": 4}, "datasets.r.params.canvas_size: expected an integer in [8, 65536], got 4"),
+            ({"canvas_size": 4}, "datasets.r.params.canvas_size: expected an integer >= 8 and <= 65536, got 4"),
         ),
         published_look=PublishedLook(category=0, instance=3, background=255),  # gray contours on white
     ),
@@ -150,18 +153,24 @@ EXPECTED: dict[str, FamilyExpectations] = {
         degenerate=DegenerateEdge((512, 512), 0, start=(0, 0), count=63, ink=255, tip=(1, 0), tip_ink=255),
         bad_params_where="datasets.va",
         bad_params=(
-            ({"vertices_min": 2}, "datasets.va.params.vertices_min: expected an integer in [3, 100000], got 2"),
-            ({"vertices_min": 50, "vertices_max": 40}, "datasets.va.params.vertices_max: expected an integer in [50, "),
-            ({"orbits_max": 0}, "datasets.va.params.orbits_max: expected an integer in [1, 10000], got 0"),
-            ({"perlin_min": -1.0}, "datasets.va.params.perlin_min: expected a number in [0.0, 1000.0], got -1.0"),
-            ({"oval_rate": 0.5}, "datasets.va.params.oval_rate: expected a number in [1.0, 1000.0], got 0.5"),
+            ({"vertices_min": 2}, "datasets.va.params.vertices_min: expected an integer >= 3 and <= 100000, got 2"),
+            (
+                {"vertices_min": 50, "vertices_max": 40},
+                "datasets.va.params.vertices_max: expected an integer >= 50 and <= 100000, got 40",
+            ),
+            ({"orbits_max": 0}, "datasets.va.params.orbits_max: expected an integer >= 1 and <= 10000, got 0"),
+            ({"perlin_min": -1.0}, "datasets.va.params.perlin_min: expected a number >= 0.0 and <= 1000.0, got -1.0"),
+            ({"oval_rate": 0.5}, "datasets.va.params.oval_rate: expected a number >= 1.0 and <= 1000.0, got 0.5"),
             ({"freq_min": 3, "freq_max": 3}, "datasets.va.params.freq_max: expected freq_max > freq_min"),
-            ({"radius_min": "10"}, "datasets.va.params.radius_min: expected an integer"),
+            ({"radius_min": "10"}, "datasets.va.params.radius_min: expected an integer >= 0 and <= 65536, got '10'"),
             (
                 {"orbits_max": 10_000, "vertices_max": 2000},
                 "datasets.va.params.orbits_max: expected orbits_max * vertices_max",
             ),
-            ({"vertex_num_min": 3}, "datasets.va.params.vertex_num_min: unknown parameter of family 'visualatom'"),
+            (
+                {"vertex_num_min": 3},
+                "datasets.va.params: unknown key(s) ['vertex_num_min']; expected some of ['canvas_size', ",
+            ),
         ),
         published_look=PublishedLook(category=1, instance=0, background=0),  # gray orbits on black
     ),
@@ -179,22 +188,22 @@ EXPECTED: dict[str, FamilyExpectations] = {
         degenerate=DegenerateEdge((224, 224), 0, start=(100, 100), count=12, ink=255, tip=(101, 100), tip_ink=255),
         bad_params_where="datasets.e",
         bad_params=(
-            ({"maps_min": 0}, "datasets.e.params.maps_min: expected an integer in [1, 64], got 0"),
-            ({"maps_min": 5, "maps_max": 3}, "datasets.e.params.maps_max: expected an integer in [5, 64], got 3"),
-            ({"num_points": 0}, "datasets.e.params.num_points: expected an integer in [1, 1000000], got 0"),
+            ({"maps_min": 0}, "datasets.e.params.maps_min: expected an integer >= 1 and <= 64, got 0"),
+            ({"maps_min": 5, "maps_max": 3}, "datasets.e.params.maps_max: expected an integer >= 5 and <= 64, got 3"),
+            ({"num_points": 0}, "datasets.e.params.num_points: expected an integer >= 1 and <= 1000000, got 0"),
             (
                 {"weight_factors": [0.5, -1.0]},
-                "datasets.e.params.weight_factors[1]: expected a number in [0.0, 100.0]",
+                "datasets.e.params.weight_factors[1]: expected a number >= 0.0 and <= 100.0",
             ),
-            ({"fov_deg": 180.0}, "datasets.e.params.fov_deg: expected a number in [0.001, 179.0], got 180.0"),
+            ({"fov_deg": 180.0}, "datasets.e.params.fov_deg: expected a number >= 0.001 and <= 179.0, got 180.0"),
             (
                 {"z_near": 5.0, "z_far": 2.0},
-                "datasets.e.params.z_far: expected a number in [5.0, 1000000000.0], got 2.0",
+                "datasets.e.params.z_far: expected a number >= 5.0 and <= 1000000000.0, got 2.0",
             ),
-            ({"views": 0}, "datasets.e.params.views: expected an integer in [1, 3600], got 0"),
+            ({"views": 0}, "datasets.e.params.views: expected an integer >= 1 and <= 3600, got 0"),
             (
                 {"view_sampling": "random"},
-                "datasets.e.params.view_sampling: expected one of orbit, sphere, got 'random'",
+                "datasets.e.params.view_sampling: expected one of ['orbit', 'sphere'], got 'random'",
             ),
         ),
         levels=frozenset({0, 255}),  # white points on black
@@ -215,15 +224,15 @@ EXPECTED: dict[str, FamilyExpectations] = {
         degenerate=DegenerateEdge((64, 64, 3), 255, start=(0, 0), count=15, ink=0, tip=(1, 0), tip_ink=0),
         bad_params_where="datasets.n",
         bad_params=(
-            ({"mode": "rgb"}, "datasets.n.params.mode: expected one of bw, gray, color, got 'rgb'"),
-            ({"degree_min": 1}, "datasets.n.params.degree_min: expected an integer in [2, 64], got 1"),
+            ({"mode": "rgb"}, "datasets.n.params.mode: expected one of ['bw', 'gray', 'color'], got 'rgb'"),
+            ({"degree_min": 1}, "datasets.n.params.degree_min: expected an integer >= 2 and <= 64, got 1"),
             (
                 {"degree_min": 6, "degree_max": 4},
-                "datasets.n.params.degree_max: expected an integer in [6, 64], got 4",
+                "datasets.n.params.degree_max: expected an integer >= 6 and <= 64, got 4",
             ),
-            ({"relax_max": 2.5}, "datasets.n.params.relax_max: expected a number in [0.8, 1.999], got 2.5"),
-            ({"zoom_range": 0.5}, "datasets.n.params.zoom_range: expected a number in [1.0, 1000000.0], got 0.5"),
-            ({"max_iter": 0}, "datasets.n.params.max_iter: expected an integer in [1, 10000], got 0"),
+            ({"relax_max": 2.5}, "datasets.n.params.relax_max: expected a number >= 0.8 and <= 1.999, got 2.5"),
+            ({"zoom_range": 0.5}, "datasets.n.params.zoom_range: expected a number >= 1.0 and <= 1000000.0, got 0.5"),
+            ({"max_iter": 0}, "datasets.n.params.max_iter: expected an integer >= 1 and <= 10000, got 0"),
         ),
         levels=frozenset({0, 255}),  # the tiny variant draws in the default bw mode
     ),
@@ -241,9 +250,9 @@ EXPECTED: dict[str, FamilyExpectations] = {
         degenerate=DegenerateEdge((32, 32), 0, start=(0, 0), count=5, ink=127, tip=(1, 0), tip_ink=127),
         bad_params_where="datasets.f",
         bad_params=(
-            ({"draw": "line"}, "datasets.f.params.draw: expected one of patch, point, got 'line'"),
-            ({"flips": 3}, "datasets.f.params.flips: expected 1, 2 or 4, got 3"),
-            ({"fill_rate": 1.5}, "datasets.f.params.fill_rate: expected a number in [0, 1], got 1.5"),
+            ({"draw": "line"}, "datasets.f.params.draw: expected one of ['patch', 'point'], got 'line'"),
+            ({"flips": 3}, "datasets.f.params.flips: expected one of [1, 2, 4], got 3"),
+            ({"fill_rate": 1.5}, "datasets.f.params.fill_rate: expected a number >= 0.0 and <= 1.0, got 1.5"),
         ),
         params=FRACTALDB_TEST_PARAMS,
         levels=frozenset({0, 127}),  # point mode: every hit pixel is the published gray 127

@@ -33,6 +33,18 @@ def family(request) -> str:
     return request.param
 
 
+def test_registered_under_its_name_with_a_valid_tiny_variant(family):
+    fam = get_family(family)
+    assert fam.name == family and fam.channels in (1, 3)
+    make_params(fam, fam.tiny_params, f"datasets.{family}")  # the variant tests and the default study build on
+
+
+def test_unknown_parameter_is_named(family):
+    message = r"^datasets\.x\.params: unknown key\(s\) \['no_such_knob'\]; expected some of \["
+    with pytest.raises(ConfigError, match=message):
+        make_params(get_family(family), {"no_such_knob": 1}, "datasets.x")
+
+
 @dataclass(frozen=True)
 class Rendered:
     categories: list[dict]

@@ -82,11 +82,25 @@ def test_stdlib_docstrings_are_deterministic_english_text():
     [
         ({"source": {"kind": "csv"}}, r"corpora.web.source.kind: expected one of"),
         ({"source": {"kind": "jsonl"}}, r"corpora.web.source.paths: expected at least one file path"),
-        ({"tokenizer": {"vocab_size": 100}}, r"corpora.web.tokenizer.vocab_size: expected an integer in \[300"),
+        (
+            {"tokenizer": {"vocab_size": 100}},
+            r"corpora.web.tokenizer.vocab_size: expected an integer >= 300 and <= 1000000, got 100",
+        ),
         ({"tokenizer": {"vocab_size": 300, "path": "t.json"}}, r"corpora.web.tokenizer: expected exactly one of"),
         ({"split": "99,0,1"}, r"corpora.web.split: expected a non-zero valid weight"),
-        ({"num_shards": 0}, r"corpora.web.num_shards: expected an integer in \[1, 4096\]"),
-        ({"shards": 2}, r"corpora.web: unknown keys \['shards'\]"),
+        ({"num_shards": 0}, r"corpora.web.num_shards: expected an integer >= 1 and <= 4096, got 0"),
+        ({"shards": 2}, r"corpora.web: unknown key\(s\) \['shards'\]"),
+        (
+            {"source": {"kind": "jsonl", "paths": "docs.jsonl"}},
+            r"corpora.web.source.paths: expected a list of file paths",
+        ),
+        ({"source": {"kind": "python-stdlib-docstrings", "paths": ["a"]}}, r"corpora.web.source.paths: not used with"),
+        ({"source": {"kind": "text", "paths": ["a"], "lines": 1}}, r"corpora.web.source: unknown key\(s\) \['lines'\]"),
+        ({"tokenizer": {"vocab_size": 300, "min_frequency": 0}}, r"corpora.web.tokenizer.min_frequency: expected an"),
+        ({"tokenizer": {"path": ""}}, r"corpora.web.tokenizer.path: expected a non-empty string, got ''"),
+        ({"split": "98,1"}, r"corpora.web.split: expected 'train,valid,test' weights like '98,1,1', got '98,1'"),
+        ({"seed": -1}, r"corpora.web.seed: expected an integer >= 0, got -1"),
+        ({"name": "Web"}, r"corpora.web.name: expected a name matching"),
     ],
 )
 def test_corpus_spec_errors_name_the_key(jsonl, change, message):

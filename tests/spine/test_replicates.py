@@ -1,6 +1,10 @@
 """Replicates, axes over every stage, and identical units run once (pretrainflow.study.replicates, study.load)."""
 
+import json
+
 import pytest
+
+from pretrainflow.datasets.spec import resolve
 
 from pretrainflow.errors import ConfigError
 from pretrainflow.study.load import load_study
@@ -78,6 +82,9 @@ def test_a_dataset_axis_generates_each_dataset_once(default_study):
     study = load_study(study_dict)
     assert sorted(study.datasets) == ["fdb-tiny", "fdb-tiny.draw-patch"]  # one new dataset, shared by both grids
     assert study.datasets["fdb-tiny.draw-patch"]["params"]["draw"] == "patch"
+    # what the dataset rules pass to `pretrainflow datasets ...`: the cell's id is a valid dataset name there
+    dataset, _, _ = resolve(json.loads(study.spec_json("datasets", "fdb-tiny.draw-patch")), "--spec")
+    assert dataset.name == "fdb-tiny.draw-patch"
     assert study.runs[f"{BASE}.draw-patch"]["dataset"] == "fdb-tiny.draw-patch"
     assert study.runs["vit-b.draw-patch"]["dataset_spec"] == study.datasets["fdb-tiny.draw-patch"]
     assert any("fdb-tiny.draw-point equals dataset fdb-tiny" in note for note in study.notes)

@@ -11,15 +11,14 @@ Example (the default study's corpus)::
 
 from __future__ import annotations
 
-import re
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pretrainflow.errors import ConfigError, expect
+from pretrainflow.spec_fields import build, integer, one_of, positive_int, safe_name, string
 
 SOURCE_KINDS = ("python-stdlib-docstrings", "jsonl", "text")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # Token ids are stored as uint16 in .bin files below this vocab size (2 bytes/token), int32 above.
 UINT16_VOCAB_LIMIT = 65536
 
@@ -34,21 +33,26 @@ class SourceSpec:
     max_documents: int | None = None  # cap (after sorting) for quick studies; None = all
 
     def __post_init__(self) -> None:
-        expect(self.kind in SOURCE_KINDS, "source.kind", f"expected one of {list(SOURCE_KINDS)}, got {self.kind!r}")
+        one_of("kind", self.kind, SOURCE_KINDS)
+        if not (isinstance(self.paths, list | tuple) and all(isinstance(p, str | os.PathLike) for p in self.paths)):
+            raise ValueError(f"paths: expected a list of file paths, got {self.paths!r}")
+        self.paths = tuple(str(p) for p in self.paths)
+        for i, path in enumerate(self.paths):
+            string(f"paths[{i}]", path)
         if self.kind == "python-stdlib-docstrings":
-            expect(not self.paths, "source.paths", "not used with kind python-stdlib-docstrings")
-        else:
-            expect(len(self.paths) > 0, "source.paths", f"expected at least one file path for kind {self.kind!r}")
-        expect(
-            self.max_documents is None or self.max_documents >= 1,
-            "source.max_documents",
-            f"expected an integer >= 1 or null, got {self.max_documents!r}",
-        )
+            if self.paths:
+                raise ValueError(f"paths: not used with kind python-stdlib-docstrings, got {list(self.paths)!r}")
+        elif not self.paths:
+            raise ValueError(f"paths: expected at least one file path for kind {self.kind!r}, got []")
+        string("text_key", self.text_key)
+        if self.max_documents is not None:
+            positive_int("max_documents", self.max_documents)
 
 
 @dataclass(kw_only=True, slots=True)
 class TokenizerSpec:
-    """Train a byte-level BPE of ``vocab_size`` tokens, or load ``path`` (a Hugging Face tokenizer.json)."""
+    """Train a byte-level BPE of ``vocab_size`` tokens, or load ``path`` (a Hugging Face tokenizer.json); exactly one
+    of the two (checked by ``CorpusSpec``, whose key ``tokenizer`` holds them)."""
 
     vocab_size: int | None = None
     path: str | None = None
@@ -56,30 +60,13 @@ class TokenizerSpec:
     sample_documents: int | None = None  # train on a seeded uniform sample of this many documents (large corpora)
 
     def __post_init__(self) -> None:
-        expect(
-            isinstance(self.min_frequency, int)
-            and not isinstance(self.min_frequency, bool)
-            and self.min_frequency >= 1,
-            "tokenizer.min_frequency",
-            f"expected an integer >= 1, got {self.min_frequency!r}",
-        )
-        expect(
-            self.sample_documents is None or (isinstance(self.sample_documents, int) and self.sample_documents >= 1),
-            "tokenizer.sample_documents",
-            f"expected an integer >= 1 or null, got {self.sample_documents!r}",
-        )
-        expect(
-            (self.vocab_size is None) != (self.path is None),
-            "tokenizer",
-            "expected exactly one of vocab_size (train a BPE) or path (existing tokenizer.json)",
-        )
+        positive_int("min_frequency", self.min_frequency)
+        if self.sample_documents is not None:
+            positive_int("sample_documents", self.sample_documents)
         if self.vocab_size is not None:
-            # 256 byte symbols + the special tokens must fit.
-            expect(
-                isinstance(self.vocab_size, int) and 300 <= self.vocab_size <= 1_000_000,
-                "tokenizer.vocab_size",
-                f"expected an integer in [300, 1000000], got {self.vocab_size!r}",
-            )
+            integer("vocab_size", self.vocab_size, 300, 1_000_000)  # 256 byte symbols + the special tokens must fit
+        if self.path is not None:
+            string("path", self.path)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -94,22 +81,24 @@ class CorpusSpec:
     num_shards: int = 1
 
     def __post_init__(self) -> None:
-        expect(bool(_NAME.match(self.name)), "name", f"expected [a-z0-9][a-z0-9_-]*, got {self.name!r}")
-        parts = self.split.split(",")
-        ok = len(parts) == 3 and all(p.strip().replace(".", "", 1).isdigit() for p in parts)
-        expect(ok, "split", f"expected 'train,valid,test' weights like '98,1,1', got {self.split!r}")
+        safe_name("name", self.name)
+        if not isinstance(self.source, SourceSpec):
+            raise ValueError(f"source: expected a mapping with 'kind', got {self.source!r}")
+        if not isinstance(self.tokenizer, TokenizerSpec):
+            raise ValueError(f"tokenizer: expected a mapping with vocab_size or path, got {self.tokenizer!r}")
+        if (self.tokenizer.vocab_size is None) == (self.tokenizer.path is None):
+            raise ValueError(
+                "tokenizer: expected exactly one of vocab_size (train a BPE) or path (existing tokenizer.json), got "
+                f"vocab_size={self.tokenizer.vocab_size!r} and path={self.tokenizer.path!r}"
+            )
+        parts = self.split.split(",") if isinstance(self.split, str) else []
+        if not (len(parts) == 3 and all(p.strip().replace(".", "", 1).isdigit() for p in parts)):
+            raise ValueError(f"split: expected 'train,valid,test' weights like '98,1,1', got {self.split!r}")
         weights = [float(p) for p in parts]
-        expect(sum(weights) > 0 and weights[1] > 0, "split", f"expected a non-zero valid weight, got {self.split!r}")
-        expect(
-            isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
-            "seed",
-            f"expected an integer >= 0, got {self.seed!r}",
-        )
-        expect(
-            isinstance(self.num_shards, int) and 1 <= self.num_shards <= 4096,
-            "num_shards",
-            f"expected an integer in [1, 4096], got {self.num_shards!r}",
-        )
+        if not (sum(weights) > 0 and weights[1] > 0):
+            raise ValueError(f"split: expected a non-zero valid weight, got {self.split!r}")
+        positive_int("seed", self.seed, minimum=0)
+        integer("num_shards", self.num_shards, 1, 4096)
 
     @property
     def raw(self) -> dict[str, Any]:
@@ -124,32 +113,7 @@ class CorpusSpec:
 
 def corpus_from_dict(spec: Mapping[str, Any], where: str = "corpora") -> CorpusSpec:
     """Build a CorpusSpec from a study mapping; errors carry the key path (``corpora.pydocs.tokenizer...``)."""
-    expect(isinstance(spec, Mapping), where, f"expected a mapping, got {type(spec).__name__}")
-    known = {"name", "source", "tokenizer", "split", "seed", "num_shards"}
-    unknown = sorted(set(spec) - known)
-    expect(not unknown, where, f"unknown keys {unknown}; expected some of {sorted(known)}")
-    try:
-        source = dict(spec.get("source") or {})
-        expect("kind" in source, "source", "expected a mapping with 'kind'")
-        tokenizer = dict(spec.get("tokenizer") or {})
-        for key, given, cls in (("source", source, SourceSpec), ("tokenizer", tokenizer, TokenizerSpec)):
-            allowed = set(cls.__dataclass_fields__)
-            expect(
-                not set(given) - allowed,
-                key,
-                f"unknown keys {sorted(set(given) - allowed)}; expected {sorted(allowed)}",
-            )
-        source["paths"] = tuple(str(p) for p in source.get("paths", ()))
-        return CorpusSpec(
-            name=str(spec.get("name", "")),
-            source=SourceSpec(**source),
-            tokenizer=TokenizerSpec(**tokenizer),
-            split=str(spec.get("split", "98,1,1")),
-            seed=spec.get("seed", 0),
-            num_shards=spec.get("num_shards", 1),
-        )
-    except ConfigError as err:
-        raise ConfigError(f"{where}.{err}") from None
+    return build(CorpusSpec, spec, where, {"source": SourceSpec, "tokenizer": TokenizerSpec})
 
 
 def resolved_dict(corpus: CorpusSpec) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import pandas as pd
 from pretrainflow.datasets._camera import orbit_camera, project_points, sphere_camera
 from pretrainflow.datasets._raster import is_almost_empty, splat_points
 from pretrainflow.datasets.registry import Family, instance_rng
-from pretrainflow.errors import expect, expect_in_range
+from pretrainflow.spec_fields import integer, number, one_of
 
 SEARCH_STREAM = 1  # sub-stream of a category's search draws
 CLOUD_STREAM = 2  # sub-stream of a (class, variant) point cloud: instance_rng(seed, class, variant, CLOUD_STREAM)
@@ -72,23 +72,24 @@ class ExFractalDBParams:
     max_trials: int = 100_000  # our guard: give up (error) after this many rejected systems for one category
 
     def __post_init__(self) -> None:
-        expect_in_range("maps_min", self.maps_min, 1, 64, True)
-        expect_in_range("maps_max", self.maps_max, self.maps_min, 64, True)
-        expect_in_range("num_points", self.num_points, 1, 1_000_000, True)  # ~100 bytes of work arrays per point
-        expect_in_range("variance_threshold", self.variance_threshold, 0.0, 1.0, False)
+        integer("maps_min", self.maps_min, 1, 64)
+        integer("maps_max", self.maps_max, self.maps_min, 64)
+        integer("num_points", self.num_points, 1, 1_000_000)  # ~100 bytes of work arrays per point
+        number("variance_threshold", self.variance_threshold, 0.0, 1.0)
+        if not isinstance(self.weight_factors, list | tuple):
+            raise ValueError(f"weight_factors: expected a list of numbers, got {self.weight_factors!r}")
         self.weight_factors = tuple(self.weight_factors)
         for i, factor in enumerate(self.weight_factors):
-            expect_in_range(f"weight_factors[{i}]", factor, 0.0, 100.0, False)
-        expect(self.view_sampling in VIEW_SAMPLINGS, "view_sampling",
-               f"expected one of {', '.join(VIEW_SAMPLINGS)}, got {self.view_sampling!r}")  # fmt: skip
-        expect_in_range("views", self.views, 1, 3600, True)
-        expect_in_range("view_offset_deg", self.view_offset_deg, -360.0, 360.0, False)
-        expect_in_range("view_jitter_deg", self.view_jitter_deg, 0.0, 180.0, False)
-        expect_in_range("camera_distance", self.camera_distance, 1e-3, 1e6, False)
-        expect_in_range("fov_deg", self.fov_deg, 1e-3, 179.0, False)
-        expect_in_range("z_near", self.z_near, 1e-6, 1e6, False)
-        expect_in_range("z_far", self.z_far, self.z_near, 1e9, False)
-        expect_in_range("max_trials", self.max_trials, 1, 10**9, True)
+            number(f"weight_factors[{i}]", factor, 0.0, 100.0)
+        one_of("view_sampling", self.view_sampling, VIEW_SAMPLINGS)
+        integer("views", self.views, 1, 3600)
+        number("view_offset_deg", self.view_offset_deg, -360.0, 360.0)
+        number("view_jitter_deg", self.view_jitter_deg, 0.0, 180.0)
+        number("camera_distance", self.camera_distance, 1e-3, 1e6)
+        number("fov_deg", self.fov_deg, 1e-3, 179.0)
+        number("z_near", self.z_near, 1e-6, 1e6)
+        number("z_far", self.z_far, self.z_near, 1e9)
+        integer("max_trials", self.max_trials, 1, 10**9)
 
 
 def weight_table(factors: tuple[float, ...]) -> np.ndarray:

@@ -23,7 +23,7 @@ import pandas as pd
 from pretrainflow.datasets import fractaldb_render as fr
 from pretrainflow.datasets.fractaldb_search import REFERENCE_SEED, search_systems
 from pretrainflow.datasets.registry import Family
-from pretrainflow.errors import expect
+from pretrainflow.spec_fields import integer, number, one_of
 
 SEARCH_MODES = ("reference", "seeded")
 DRAW_MODES = ("patch", "point")
@@ -37,11 +37,6 @@ IDENTITY_WEIGHT = (1.0,) * 6
 # is_degenerate: fewer than 0.5 % non-zero pixels. A category covers >= 20 % of the search canvas by construction, so
 # a rendered instance below 0.5 % comes from a collapsed or diverged system (about half of the covered pixels are lit).
 DEGENERATE_FRACTION = 0.005
-
-
-def _int(value, low: int, key: str, high: int | None = None) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-    expect(ok, key, f"expected an integer in [{low}, {high if high is not None else 'inf'}], got {value!r}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -68,53 +63,42 @@ class FractalDBParams:
     min_coverage: float = 0.01  # degenerate rule: weight rows covering < 1 % of the canvas use the unweighted system
 
     def __post_init__(self) -> None:
-        expect(self.search in SEARCH_MODES, "search", f"expected one of {', '.join(SEARCH_MODES)}, got {self.search!r}")
-        expect(self.draw in DRAW_MODES, "draw", f"expected one of {', '.join(DRAW_MODES)}, got {self.draw!r}")
-        _int(self.min_maps, 1, "min_maps", 32)
-        _int(self.max_maps, self.min_maps + 1 if isinstance(self.min_maps, int) else 2, "max_maps", 33)
-        for key in ("search_points", "num_points"):
-            _int(getattr(self, key), 2, key)
-        _int(self.search_size, 8, "search_size")
-        _int(self.search_pad, 0, "search_pad", (self.search_size - 2) // 2)
-        _int(self.search_batch, 1, "search_batch", 65536)
-        _int(self.pad, 0, "pad")
-        _int(self.gray, 1, "gray", 255)
-        _int(self.render_seed, 0, "render_seed", 2**32 - 1)
-        expect(
-            self.flips in (1, 2, 4) and not isinstance(self.flips, bool),
-            "flips",
-            f"expected 1, 2 or 4, got {self.flips!r}",
-        )
-        for key in ("fill_rate", "min_coverage"):
-            value = getattr(self, key)
-            expect(
-                isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0,
-                key,
-                f"expected a number in [0, 1], got {value!r}",
-            )
+        one_of("search", self.search, SEARCH_MODES)
+        one_of("draw", self.draw, DRAW_MODES)
+        integer("min_maps", self.min_maps, 1, 32)
+        integer("max_maps", self.max_maps, self.min_maps + 1, 33)
+        integer("search_points", self.search_points, 2)
+        integer("num_points", self.num_points, 2)
+        integer("search_size", self.search_size, 8)
+        integer("search_pad", self.search_pad, 0, (self.search_size - 2) // 2)
+        integer("search_batch", self.search_batch, 1, 65536)
+        integer("pad", self.pad, 0)
+        integer("gray", self.gray, 1, 255)
+        integer("render_seed", self.render_seed, 0, 2**32 - 1)  # np.random.seed takes 32 bits
+        integer("flips", self.flips, 1, 4)
+        one_of("flips", self.flips, (1, 2, 4))
+        number("fill_rate", self.fill_rate, 0.0, 1.0)
+        number("min_coverage", self.min_coverage, 0.0, 1.0)
         rows = self.weights
-        expect(
-            isinstance(rows, list | tuple) and len(rows) > 0,
-            "weights",
-            f"expected a non-empty list of rows, got {rows!r}",
-        )
+        if not (isinstance(rows, list | tuple) and len(rows) > 0):
+            raise ValueError(f"weights: expected a non-empty list of rows, got {rows!r}")
         for i, row in enumerate(rows):
             ok = (
                 isinstance(row, list | tuple)
                 and len(row) == 6
                 and all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in row)
             )
-            expect(ok, f"weights[{i}]", f"expected 6 finite numbers (factors of a..f), got {row!r}")
+            if not ok:
+                raise ValueError(f"weights[{i}]: expected 6 finite numbers (factors of a..f), got {row!r}")
         self.weights = tuple(tuple(float(v) for v in row) for row in rows)
 
 
-def check(spec, params: FractalDBParams, where: str) -> None:
-    """Parameters that depend on the image size."""
-    expect(
-        spec.image_size - 2 * params.pad >= 4,
-        f"{where}.params.pad",
-        f"expected pad <= (image_size - 4) / 2 = {(spec.image_size - 4) // 2}, got {params.pad}",
-    )
+def check(spec, params: FractalDBParams) -> None:
+    """Parameters that depend on the image size (``Family.check``)."""
+    if spec.image_size - 2 * params.pad < 4:
+        raise ValueError(
+            f"params.pad: expected pad <= (image_size - 4) / 2 = {(spec.image_size - 4) // 2}, got {params.pad}"
+        )
 
 
 def search(spec, params: FractalDBParams, progress: bool = False) -> pd.DataFrame:

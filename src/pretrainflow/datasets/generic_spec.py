@@ -13,14 +13,13 @@ it, and spec.py resolves a spec through the registry, so the registry never has 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pretrainflow.errors import ConfigError, expect
+from pretrainflow.errors import ConfigError
+from pretrainflow.spec_fields import build, integer, one_of, positive_int, safe_name, string
 
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 # Image encodings a shard can hold (WebDataset extension of the image member): PNG (lossless, compact) or raw .npy.
 IMAGE_FORMATS = ("png", "npy")
 GENERIC_KEYS = (
@@ -36,13 +35,13 @@ GENERIC_KEYS = (
 )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass(kw_only=True, slots=True)
 class DatasetSpec:
-    """Typed generic part of a dataset spec. ``where`` is the key path used in error messages."""
+    """Typed generic part of a dataset spec, built with ``spec_fields.build`` by ``from_dict``.
+
+    ``where`` is the key path of the spec (``datasets.fdb-tiny``), kept for the messages of later stages; it is not a
+    key of the spec.
+    """
 
     name: str
     family: str
@@ -56,32 +55,21 @@ class DatasetSpec:
     where: str = "dataset"
 
     def __post_init__(self) -> None:
-        w = self.where
-        expect(
-            isinstance(self.name, str) and NAME_PATTERN.fullmatch(self.name) is not None,
-            f"{w}.name",
-            f"expected a name matching [a-z0-9][a-z0-9_-]*, got {self.name!r}",
-        )
-        expect(isinstance(self.family, str), f"{w}.family", f"expected a family name, got {self.family!r}")
-        for key, low in (("num_classes", 1), ("instances_per_class", 1), ("image_size", 8), ("num_shards", 1)):
-            value = getattr(self, key)
-            expect(_is_int(value) and value >= low, f"{w}.{key}", f"expected an integer >= {low}, got {value!r}")
-        expect(
-            self.num_shards <= self.num_images,
-            f"{w}.num_shards",
-            f"expected at most num_classes * instances_per_class = {self.num_images} shards, got {self.num_shards}",
-        )
-        expect(
-            _is_int(self.seed) and 0 <= self.seed < 2**63,
-            f"{w}.seed",
-            f"expected an integer in [0, 2**63), got {self.seed!r}",
-        )
-        expect(isinstance(self.params, Mapping), f"{w}.params", f"expected a mapping, got {self.params!r}")
-        expect(
-            self.image_format in IMAGE_FORMATS,
-            f"{w}.image_format",
-            f"expected one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}",
-        )
+        safe_name("name", self.name)
+        string("family", self.family)
+        positive_int("num_classes", self.num_classes)
+        positive_int("instances_per_class", self.instances_per_class)
+        positive_int("image_size", self.image_size, minimum=8)
+        positive_int("num_shards", self.num_shards)
+        if self.num_shards > self.num_images:
+            raise ValueError(
+                f"num_shards: expected at most num_classes * instances_per_class = {self.num_images} shards, "
+                f"got {self.num_shards}"
+            )
+        integer("seed", self.seed, 0, 2**63 - 1)  # [0, 2**63): fits an int64
+        if not isinstance(self.params, Mapping):
+            raise ValueError(f"params: expected a mapping of family parameters, got {self.params!r}")
+        one_of("image_format", self.image_format, IMAGE_FORMATS)
         self.params = dict(self.params)
 
     @property
@@ -99,11 +87,11 @@ class DatasetSpec:
         if not isinstance(spec, Mapping):
             raise ConfigError(f"{where or 'dataset'}: expected a mapping, got {type(spec).__name__}")
         where = where or f"datasets.{spec.get('name', '?')}"
-        for key in spec:
-            expect(key in GENERIC_KEYS, f"{where}.{key}", f"unknown key; expected one of: {', '.join(GENERIC_KEYS)}")
-        missing = [k for k in GENERIC_KEYS[:7] if k not in spec]
-        expect(not missing, f"{where}.{missing[0] if missing else ''}", "required key is missing")
-        return cls(**{k: spec[k] for k in spec}, where=where)
+        # Checked here rather than by ``build``, whose list of keys would offer ``where``, a field but not a key.
+        unknown = sorted(set(spec) - set(GENERIC_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(GENERIC_KEYS)}")
+        return build(cls, {**spec, "where": where}, where)
 
     def to_dict(self) -> dict:
         """The spec as given (without ``where``), e.g. for config.json."""

@@ -7,10 +7,17 @@ What runs on the device: the chaos games of every (category, weight row) at once
 last-writer maps (``scatter_reduce`` amax: order independent, hence deterministic); then each image is a gather of
 mask bits. Pixel identity with fractaldb.render: float64 multiplies and adds are separate kernels (no fused
 multiply-add), divisions and float->int truncation are IEEE-exact on CPU and CUDA, and the patch masks come from the same
-numpy Generator streams (``fractaldb_render.draw_masks``). Tested on the CPU device; on a GPU the trajectory loop costs
-3 passes x 4 kernel launches per step for a whole batch of trajectories, so ``classes_per_batch`` categories (x 26 weight
-rows) share each pass. The masks are drawn by numpy on the host (about 0.5 ms per image per core), which bounds the
-image rate of one host process. No GPU throughput has been measured in this project yet (no GPU was available).
+numpy Generator streams (``fractaldb_render.draw_masks``). Tested on the CPU device.
+
+Cost on a GPU: the chaos game is sequential in its steps, so each step is a few kernel launches over a whole batch of
+trajectories (``classes_per_batch`` categories x 26 weight rows share each launch). A step is 3 launches (x*(a,c) and
+y*(b,d) in one broadcast multiply, their sum, + (e,f)): a fused multiply-add would change the rounding. The trajectory
+is computed once and kept on the device for the three passes (NaN rule, bounds, last writers) when it fits
+``keep_bytes`` (N x 2 x B x 8 bytes: 5.3 GB at 200k points x 64 categories x 26 rows), else recomputed per pass. So one
+batch of categories costs about N x 3 launches (200k points: 600k launches, a few seconds at ~5 us each; 2.4 M before:
+4 launches x 3 passes), whatever its width; rendering then costs per image a handful of launches plus the host's mask
+draw (numpy, about 0.5 ms per image per core), which bounds the image rate of one host process. Fusing the step loop
+further (a CUDA graph per chunk, or a kernel that runs whole trajectories) is the next step if the launches dominate.
 """
 
 from __future__ import annotations
@@ -32,23 +39,42 @@ def _chaos_chunks(coefs: torch.Tensor, choice: torch.Tensor):
     """Yield (first step index, points (chunk, 2, B)) of all trajectories; the same arithmetic as ifs.iterate."""
     steps, width = choice.shape
     maps = coefs.shape[1]
-    table = coefs[:, :, [0, 2, 1, 3, 4, 5]].reshape(width * maps, 6).T.contiguous()  # (6, B*M)
+    table = coefs[:, :, [0, 2, 1, 3, 4, 5]].reshape(width * maps, 6).T.contiguous()  # (6, B*M): a, c, b, d, e, f
     base = torch.arange(width, device=coefs.device) * maps
     state = torch.zeros(2, width, dtype=torch.float64, device=coefs.device)
     yield 0, state[None].clone()  # point 0: the origin
-    tmp = torch.empty_like(state)
+    prod = torch.empty(2, 2, width, dtype=torch.float64, device=coefs.device)
     for start in range(0, steps, STEP_CHUNK):
         index = choice[start : start + STEP_CHUNK].long() + base
         sel = table[:, index]  # (6, chunk, B)
+        linear = sel[0:4].view(2, 2, len(index), width)  # [[a, c], [b, d]] per step
         block = torch.empty(len(index), 2, width, dtype=torch.float64, device=coefs.device)
         for k in range(len(index)):
             out = block[k]
-            torch.mul(state[0], sel[0:2, k], out=out)  # x * (a, c)
-            torch.mul(state[1], sel[2:4, k], out=tmp)  # y * (b, d)
-            out.add_(tmp)
+            torch.mul(state[:, None, :], linear[:, :, k], out=prod)  # [x * (a, c), y * (b, d)]: one launch
+            torch.add(prod[0], prod[1], out=out)  # (x a + y b, x c + y d): two terms, so the order is moot
             out.add_(sel[4:6, k])  # + (e, f)
             state = out
         yield start + 1, block
+
+
+def _trajectory_passes(coefs: torch.Tensor, choice: torch.Tensor, keep_bytes: int):
+    """A callable returning the chunks of ``_chaos_chunks`` anew for each pass: computed once and replayed from
+    device memory when the whole trajectory fits ``keep_bytes``, else recomputed (the same values either way)."""
+    steps, width = choice.shape
+    if (steps + 1) * 2 * width * 8 > keep_bytes:
+        return lambda: _chaos_chunks(coefs, choice)
+    chunks = list(_chaos_chunks(coefs, choice))  # each block is a fresh tensor: safe to keep
+    return lambda: iter(chunks)
+
+
+def default_keep_bytes(device) -> int:
+    """Device memory a trajectory may keep between passes: half of what is free on a GPU, 2 GiB elsewhere."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free // 2
+    return 2 << 30
 
 
 def coverages_torch(
@@ -60,9 +86,11 @@ def coverages_torch(
     pad: int,
     patch: bool,
     device,
+    keep_bytes: int | None = None,
 ) -> list[fr.Coverage]:
     """Coverage of each system computed on ``device``; ``p`` = the map probabilities of each system (or one array
-    shared by all, e.g. the weight rows of one category). Systems of many categories run in one batch."""
+    shared by all, e.g. the weight rows of one category). Systems of many categories run in one batch. ``keep_bytes``:
+    keep the trajectory between passes when it fits (default ``default_keep_bytes(device)``; 0 = always recompute)."""
     draws = fr.map_draws(render_seed, num_points)
     probs = [p] * len(systems) if isinstance(p, np.ndarray) else list(p)
     choices: dict[bytes, np.ndarray] = {}  # one choice row per distinct p (per category)
@@ -70,10 +98,11 @@ def coverages_torch(
     coefs = torch.from_numpy(ifs.pack_systems(systems)).to(device)
     width = coefs.shape[0]
     choice = torch.from_numpy(np.stack(rows)).to(device).T  # (N-1, B)
+    passes = _trajectory_passes(coefs, choice, default_keep_bytes(device) if keep_bytes is None else keep_bytes)
     # Pass 1: the published NaN rule keeps points [0, first NaN of x - 100); any other non-finite point empties it.
     first_nan = torch.full((width,), num_points, dtype=torch.long, device=device)
     first_bad = first_nan.clone()
-    for start, block in _chaos_chunks(coefs, choice):
+    for start, block in passes():
         idx = torch.arange(start, start + len(block), device=device)[:, None]
         first_nan = torch.minimum(first_nan, torch.where(block[:, 0].isnan(), idx, num_points).amin(0))
         first_bad = torch.minimum(first_bad, torch.where(~block.isfinite().all(1), idx, num_points).amin(0))
@@ -86,7 +115,7 @@ def coverages_torch(
         torch.full((2, width), inf, dtype=torch.float64, device=device),
         torch.full((2, width), -inf, dtype=torch.float64, device=device),
     )
-    for start, block in _chaos_chunks(coefs, choice):
+    for start, block in passes():
         keep = (torch.arange(start, start + len(block), device=device)[:, None] < limit)[:, None, :]
         low = torch.minimum(low, torch.where(keep, block, inf).amin(0))
         high = torch.maximum(high, torch.where(keep, block, -inf).amax(0))
@@ -95,7 +124,7 @@ def coverages_torch(
     # Pass 3: quantise (published arithmetic) and record the last writer of every pixel.
     last = torch.full((width, size * size), -1, dtype=torch.long, device=device)
     offsets = torch.arange(fr.PATCH_SIDE, device=device) + 1
-    for start, block in _chaos_chunks(coefs, choice):
+    for start, block in passes():
         q = ((block - shift) / span * float(size - 2 * pad) + float(pad)).nan_to_num(0.0).to(torch.int64)  # (c, 2, B)
         point = torch.arange(start, start + len(block), device=device)[:, None].expand(-1, width)
         keep = point < limit
@@ -128,7 +157,14 @@ def coverages_torch(
 class FractalDBTorchRenderer:
     """Renders images of a FractalDB spec on a torch device; pixel-identical to ``fractaldb.render``."""
 
-    def __init__(self, spec, categories, device: str | torch.device = "cuda", classes_per_batch: int = 64):
+    def __init__(
+        self,
+        spec,
+        categories,
+        device: str | torch.device = "cuda",
+        classes_per_batch: int = 64,
+        keep_bytes: int | None = None,
+    ):
         self.spec, self.family, self.params = resolve(spec)
         if self.family.name != "fractaldb":
             raise ValueError(f"FractalDBTorchRenderer renders fractaldb, not {self.family.name}")
@@ -137,6 +173,7 @@ class FractalDBTorchRenderer:
         # 64 classes x 26 weight rows = 1,664 chaos games per pass; its last-writer maps take 1,664 x H x W x 8 bytes
         # (1.7 GB at 362 px) on the device.
         self.classes_per_batch = classes_per_batch
+        self.keep_bytes = keep_bytes  # trajectory kept between passes (coverages_torch); None = default_keep_bytes
         self._cache: dict[int, tuple[fr.Coverage, ...]] = {}
 
     def prepare(self, class_ids: Sequence[int]) -> None:
@@ -150,7 +187,15 @@ class FractalDBTorchRenderer:
             systems += fr.weighted_systems(maps, rows + extra)
             probs += [maps[:, 6]] * (len(rows) + len(extra))
         covs = coverages_torch(
-            systems, probs, p.num_points, p.render_seed, spec.image_size, p.pad, p.draw == "patch", self.device
+            systems,
+            probs,
+            p.num_points,
+            p.render_seed,
+            spec.image_size,
+            p.pad,
+            p.draw == "patch",
+            self.device,
+            keep_bytes=self.keep_bytes,
         )
         self._cache = {}
         per_class = len(rows) + len(extra)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pretrainflow.datasets.registry import Family, instance_rng
-from pretrainflow.errors import expect, expect_in_range
+from pretrainflow.spec_fields import integer, number, one_of
 
 MODES = ("bw", "gray", "color")
 SEARCH_STREAM = 1
@@ -60,19 +60,19 @@ class NewtonParams:
     shade: float = 0.75  # gray / color: fraction of brightness lost by a pixel that needs max_iter steps
 
     def __post_init__(self) -> None:
-        expect(self.mode in MODES, "mode", f"expected one of {', '.join(MODES)}, got {self.mode!r}")
-        expect_in_range("degree_min", self.degree_min, 2, 64, True)
-        expect_in_range("degree_max", self.degree_max, self.degree_min, 64, True)
-        expect_in_range("root_radius", self.root_radius, 1e-6, 1e6, False)
-        expect_in_range("view_half_width", self.view_half_width, 1e-9, 1e9, False)
-        expect_in_range("zoom_range", self.zoom_range, 1.0, 1e6, False)
-        expect_in_range("offset", self.offset, 0.0, 1e6, False)
-        expect_in_range("rotation_deg", self.rotation_deg, 0.0, 180.0, False)
-        expect_in_range("relax_min", self.relax_min, 1e-3, 1.999, False)
-        expect_in_range("relax_max", self.relax_max, self.relax_min, 1.999, False)
-        expect_in_range("max_iter", self.max_iter, 1, 10_000, True)
-        expect_in_range("tolerance", self.tolerance, 1e-7, 1.0, False)
-        expect_in_range("shade", self.shade, 0.0, 1.0, False)
+        one_of("mode", self.mode, MODES)
+        integer("degree_min", self.degree_min, 2, 64)
+        integer("degree_max", self.degree_max, self.degree_min, 64)
+        number("root_radius", self.root_radius, 1e-6, 1e6)
+        number("view_half_width", self.view_half_width, 1e-9, 1e9)
+        number("zoom_range", self.zoom_range, 1.0, 1e6)
+        number("offset", self.offset, 0.0, 1e6)
+        number("rotation_deg", self.rotation_deg, 0.0, 180.0)
+        number("relax_min", self.relax_min, 1e-3, 1.999)
+        number("relax_max", self.relax_max, self.relax_min, 1.999)
+        integer("max_iter", self.max_iter, 1, 10_000)
+        number("tolerance", self.tolerance, 1e-7, 1.0)
+        number("shade", self.shade, 0.0, 1.0)
 
 
 def _category(params: NewtonParams, rng: np.random.Generator) -> dict:

@@ -25,7 +25,7 @@ import pandas as pd
 from pretrainflow.datasets._orbits import Orbits, render_orbits
 from pretrainflow.datasets._raster import is_almost_empty
 from pretrainflow.datasets.registry import Family, instance_rng
-from pretrainflow.errors import expect, expect_in_range
+from pretrainflow.spec_fields import integer, number
 
 BACKGROUND = 255  # white, as published
 MAX_VERTICES = 10_000_000  # orbits x vertices of one image (memory guard)
@@ -50,27 +50,31 @@ class RCDBParams:
     start_pos: int = 400  # START_POS=400: centre = (canvas + randint[-start_pos, start_pos]) / 2 per axis
 
     def __post_init__(self) -> None:
-        expect_in_range("canvas_size", self.canvas_size, 8, 65536, True)
-        expect_in_range("vertices_mean", self.vertices_mean, 1.0, 100_000.0, False)
-        expect_in_range("vertices_max", self.vertices_max, 3, 100_000, True)
+        integer("canvas_size", self.canvas_size, 8, 65536)
+        number("vertices_mean", self.vertices_mean, 1.0, 100_000.0)
+        integer("vertices_max", self.vertices_max, 3, 100_000)
         # The redraw loop needs a fair chance to land in (2, vertices_max]: P = exp(-3/m) - exp(-(max+1)/m).
         chance = math.exp(-3.0 / self.vertices_mean) - math.exp(-(self.vertices_max + 1.0) / self.vertices_mean)
-        expect(chance >= 1e-3, "vertices_mean",
-               f"expected a mean that gives vertex counts in (2, {self.vertices_max}] with probability >= 0.001, "
-               f"got {self.vertices_mean!r} (probability {chance:.2g})")  # fmt: skip
-        expect_in_range("orbits_min", self.orbits_min, 1, 10_000, True)
-        expect_in_range("orbits_range", self.orbits_range, 0, 10_000, True)
+        if chance < 1e-3:
+            raise ValueError(
+                f"vertices_mean: expected a mean that gives vertex counts in (2, {self.vertices_max}] with "
+                f"probability >= 0.001, got {self.vertices_mean!r} (probability {chance:.2g})"
+            )
+        integer("orbits_min", self.orbits_min, 1, 10_000)
+        integer("orbits_range", self.orbits_range, 0, 10_000)
         # One image holds K x V vertices in a few float32 arrays (~40 bytes each): cap at 10 M (published: 40,000).
         most = (self.orbits_min + self.orbits_range) * self.vertices_max
-        expect(most <= MAX_VERTICES, "orbits_range",
-               f"expected (orbits_min + orbits_range) * vertices_max <= {MAX_VERTICES:,}, got {most:,}")  # fmt: skip
-        expect_in_range("perlin_min", self.perlin_min, 0.0, 1000.0, False)
-        expect_in_range("perlin_range", self.perlin_range, 0.0, 1000.0, False)
-        expect_in_range("line_width_max", self.line_width_max, 0.0, 1000.0, False)
-        expect_in_range("radius_min", self.radius_min, 0, 65536, True)
-        expect_in_range("radius_range", self.radius_range, 0, 65536, True)
-        expect_in_range("oval_rate", self.oval_rate, 1.0, 1000.0, False)
-        expect_in_range("start_pos", self.start_pos, 0, 65536, True)
+        if most > MAX_VERTICES:
+            raise ValueError(
+                f"orbits_range: expected (orbits_min + orbits_range) * vertices_max <= {MAX_VERTICES:,}, got {most:,}"
+            )
+        number("perlin_min", self.perlin_min, 0.0, 1000.0)
+        number("perlin_range", self.perlin_range, 0.0, 1000.0)
+        number("line_width_max", self.line_width_max, 0.0, 1000.0)
+        integer("radius_min", self.radius_min, 0, 65536)
+        integer("radius_range", self.radius_range, 0, 65536)
+        number("oval_rate", self.oval_rate, 1.0, 1000.0)
+        integer("start_pos", self.start_pos, 0, 65536)
 
 
 def _category(params: RCDBParams, rng: np.random.Generator) -> dict:

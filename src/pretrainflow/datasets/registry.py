@@ -33,6 +33,7 @@ import numpy as np
 
 from pretrainflow.datasets.generic_spec import DatasetSpec
 from pretrainflow.errors import ConfigError
+from pretrainflow.spec_fields import build
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -52,8 +53,9 @@ class Family:
     """One dataset family: its typed parameters, a tiny test variant, and the search / render functions."""
 
     name: str
-    # A ``@dataclass(kw_only=True)`` whose defaults are the published values (each commented with its source). Its
-    # ``__post_init__`` raises ``ConfigError("<field>: expected ..., got ...")``; ``make_params`` prefixes the key path.
+    # A ``@dataclass(kw_only=True, slots=True)`` whose defaults are the published values (each commented with its
+    # source). Its ``__post_init__`` checks with the ``spec_fields`` helpers (``ValueError("<field>: expected ...,
+    # got ...")``); ``make_params`` builds it with ``spec_fields.build``, which prefixes the key path.
     params_type: type
     # Parameter overrides giving a tiny, fast variant (used by tests and the default study).
     tiny_params: dict
@@ -63,8 +65,8 @@ class Family:
     is_degenerate: Callable[[np.ndarray], bool] | None
     channels: int = 1
     # Optional check of parameters against the generic spec keys (e.g. a padding that must fit the image size);
-    # raises ConfigError naming ``f"{where}.params.<key>"``.
-    check: Callable[[DatasetSpec, Any, str], None] | None = field(default=None)
+    # raises ``ValueError("params.<key>: expected ..., got ...")``, to which ``spec.resolve`` prefixes the key path.
+    check: Callable[[DatasetSpec, Any], None] | None = field(default=None)
 
 
 def get_family(name: str) -> Family:
@@ -96,22 +98,17 @@ def family_names() -> list[str]:
 
 
 def make_params(family: Family, params: Mapping[str, Any] | None, where: str) -> Any:
-    """Build ``family.params_type`` from a params mapping, with errors naming ``{where}.params.<key>``.
+    """Build ``family.params_type`` from a params mapping (``spec_fields.build``), with errors naming
+    ``{where}.params.<key>``; missing keys take the published defaults.
 
     Unknown keys are an error (a typo must not silently fall back to a default).
+
+    >>> make_params(get_family("newton"), {"mode": "gray"}, "datasets.nf").mode
+    'gray'
     """
-    params = dict(params or {})
-    known = {f.name for f in dataclasses.fields(family.params_type)}
-    for key in sorted(params):
-        if key not in known:
-            raise ConfigError(
-                f"{where}.params.{key}: unknown parameter of family {family.name!r}; expected one of: {', '.join(sorted(known))}"
-            )
     try:
-        return family.params_type(**params)
-    except ConfigError as err:
-        raise ConfigError(f"{where}.params.{err}") from err
-    except TypeError as err:  # e.g. a list where a number was expected, caught by a comparison in __post_init__
+        return build(family.params_type, dict(params or {}), f"{where}.params")
+    except TypeError as err:  # a value of a type no check foresaw: still a bad study value, not a traceback
         raise ConfigError(f"{where}.params: {err}") from err
 
 

@@ -24,7 +24,10 @@ def resolve(spec: Mapping[str, Any] | str | DatasetSpec, where: str | None = Non
         raise ConfigError(f"{ds.where}.{err}") from err
     params = make_params(family, ds.params, ds.where)
     if family.check is not None:
-        family.check(ds, params, ds.where)
+        try:
+            family.check(ds, params)
+        except ValueError as err:
+            raise ConfigError(f"{ds.where}.{err}") from err
     return ds, family, params
 
 

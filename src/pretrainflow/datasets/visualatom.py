@@ -31,7 +31,7 @@ import pandas as pd
 from pretrainflow.datasets._orbits import Orbits, render_orbits
 from pretrainflow.datasets._raster import is_almost_empty
 from pretrainflow.datasets.registry import Family, instance_rng
-from pretrainflow.errors import expect, expect_in_range
+from pretrainflow.spec_fields import integer, number
 
 BACKGROUND = 0  # black, as published
 MAX_VERTICES = 10_000_000  # orbits x vertices of one image (memory guard)
@@ -59,29 +59,32 @@ class VisualAtomParams:
     start_pos: int = 512  # --start_pos=512: centre = (canvas + randint[-start_pos, start_pos]) / 2 per axis
 
     def __post_init__(self) -> None:
-        expect_in_range("canvas_size", self.canvas_size, 8, 65536, True)
-        expect_in_range("vertices_min", self.vertices_min, 3, 100_000, True)
-        expect_in_range("vertices_max", self.vertices_max, self.vertices_min, 100_000, True)
-        expect_in_range("orbits_min", self.orbits_min, 1, 10_000, True)
-        expect_in_range("orbits_max", self.orbits_max, self.orbits_min, 10_000, True)
+        integer("canvas_size", self.canvas_size, 8, 65536)
+        integer("vertices_min", self.vertices_min, 3, 100_000)
+        integer("vertices_max", self.vertices_max, self.vertices_min, 100_000)
+        integer("orbits_min", self.orbits_min, 1, 10_000)
+        integer("orbits_max", self.orbits_max, self.orbits_min, 10_000)
         # One image holds K x q vertices in a few float32 arrays (~40 bytes each): cap at 10 M (published: 200,000).
-        expect(self.orbits_max * self.vertices_max <= MAX_VERTICES, "orbits_max",
-               f"expected orbits_max * vertices_max <= {MAX_VERTICES:,}, got {self.orbits_max} * {self.vertices_max}")  # fmt: skip
-        expect_in_range("perlin_min", self.perlin_min, 0.0, 1000.0, False)
-        expect_in_range("perlin_range", self.perlin_range, 0.0, 1000.0, False)
-        expect_in_range("line_width_max", self.line_width_max, 0.0, 1000.0, False)
-        expect_in_range("radius_min", self.radius_min, 0, 65536, True)
-        expect_in_range("radius_range", self.radius_range, 0, 65536, True)
-        expect_in_range("freq_min", self.freq_min, 0, 10_000, True)
-        expect_in_range("freq_max", self.freq_max, self.freq_min, 10_000, True)
+        if self.orbits_max * self.vertices_max > MAX_VERTICES:
+            raise ValueError(
+                f"orbits_max: expected orbits_max * vertices_max <= {MAX_VERTICES:,}, "
+                f"got {self.orbits_max} * {self.vertices_max}"
+            )
+        number("perlin_min", self.perlin_min, 0.0, 1000.0)
+        number("perlin_range", self.perlin_range, 0.0, 1000.0)
+        number("line_width_max", self.line_width_max, 0.0, 1000.0)
+        integer("radius_min", self.radius_min, 0, 65536)
+        integer("radius_range", self.radius_range, 0, 65536)
+        integer("freq_min", self.freq_min, 0, 10_000)
+        integer("freq_max", self.freq_max, self.freq_min, 10_000)
         # n2 is redrawn until it differs from n1 (unless n1 = 0): a single non-zero frequency would loop forever.
-        expect(
-            self.freq_max > self.freq_min or self.freq_max == 0,
-            "freq_max",
-            f"expected freq_max > freq_min (n2 must be able to differ from n1) or both 0, got {self.freq_max!r}",
-        )
-        expect_in_range("oval_rate", self.oval_rate, 1.0, 1000.0, False)
-        expect_in_range("start_pos", self.start_pos, 0, 65536, True)
+        if not (self.freq_max > self.freq_min or self.freq_max == 0):
+            raise ValueError(
+                f"freq_max: expected freq_max > freq_min (n2 must be able to differ from n1) or both 0, "
+                f"got {self.freq_max!r}"
+            )
+        number("oval_rate", self.oval_rate, 1.0, 1000.0)
+        integer("start_pos", self.start_pos, 0, 65536)
 
 
 def _category(params: VisualAtomParams, rng: np.random.Generator) -> dict:
