@@ -128,11 +128,13 @@ def test_results_command_pivots_and_formats(study_results, capsys):
         == 0
     )
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "| pretrain_source | digits |"
+    assert out[0] == "top1 (%), test split: single runs (n = 1, no spread)"  # metric, unit, split; one run per cell
+    assert out[2] == "| pretrain_source | digits |"
     assert "| fdb-tiny | 91.00 |" in out and "| scratch | 85.50 |" in out
     assert main(["results", "--summary", str(summary), "--metric", "top5", "--format", "csv"]) == 0
-    csv = capsys.readouterr().out
-    assert csv.splitlines()[0] == "run_id,pretrain_source,digits" and "vit-fdb,fdb-tiny,99" in csv
+    csv = capsys.readouterr().out.splitlines()
+    assert csv[0] == "cell,pretrain_source,task,split,metric,n,mean,std,ci95_low,ci95_high"
+    assert csv[1] == "vit-fdb,fdb-tiny,digits,test,top5,1,99.0,,,"  # a run without replicates is a cell with n = 1
 
 
 def test_results_command_errors_name_the_problem(study_results, capsys, tmp_path):

@@ -8,6 +8,7 @@ rule aggregate_results:
         llm_curves=expand("results/pretrain/{run}/metrics.parquet", run=STUDY.runs_of_kind("llm")),
     output:
         summary="results/summary.parquet",
+        statistics="results/statistics.parquet",
         report="results/report.html",
         plots=multiext("results/plots/", "downstream_accuracy.png", "pretrain_loss_vit.png", "pretrain_loss_llm.png"),
     params:
@@ -22,5 +23,6 @@ rule aggregate_results:
         runtime=10,
     shell:
         "pretrainflow aggregate --rows {input.rows:q} --vit-curves {input.vit_curves:q}"
-        " --llm-curves {input.llm_curves:q} --study {params.study:q} --metric {params.metric:q}"
-        " --out {output.summary:q} --plots {params.plots:q} --report {output.report:q} > {log:q} 2>&1"
+        " --llm-curves {input.llm_curves:q} --study {params.study:q} --cells-from-study --metric {params.metric:q}"
+        " --out {output.summary:q} --statistics {output.statistics:q} --plots {params.plots:q}"
+        " --report {output.report:q} > {log:q} 2>&1"

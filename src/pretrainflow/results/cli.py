@@ -1,17 +1,24 @@
 """`pretrainflow aggregate` (the results rule) and `pretrainflow results` (what a user reads).
 
-pretrainflow results                                   # runs x tasks, primary metric, as aligned text
-pretrainflow results --by pretrain_source --metric top1 --format markdown
-pretrainflow results --task digits --format csv > digits.csv
+pretrainflow results                                   # cells x tasks, top-1 mean ± sd over replicates, as text
+pretrainflow results --by pretrain_source --format latex                     # a table a paper can paste
+pretrainflow results --by config.recipe.optimizer.name model                 # group by a config key
+pretrainflow results --compare pretrain_source=fdb-tiny pretrain_source=scratch   # paired over replicates
+pretrainflow results --summary a/results/summary.parquet b/results/summary.parquet   # two studies side by side
+pretrainflow results --x config.pretrain_spec.dataset_spec.num_classes --plot classes.png
+pretrainflow results --task digits --format csv > digits.csv                # tidy statistics, full precision
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from pretrainflow.errors import PretrainflowError
+
+DEFAULT_SUMMARY = "results/summary.parquet"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -20,21 +27,32 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     agg.add_argument("--vit-curves", nargs="*", default=[], help="metrics.parquet of ViT pretraining runs")
     agg.add_argument("--llm-curves", nargs="*", default=[], help="metrics.parquet of LLM pretraining runs")
     agg.add_argument("--study", required=True, help="canonical JSON of the study config")
+    agg.add_argument("--cells-from-study", action="store_true",
+                     help="set each row's cell and replicate from the study's expansion (else: run id, 0)")  # fmt: skip
     agg.add_argument("--metric", default="top1", help="primary metric (default: %(default)s)")
     agg.add_argument("--out", required=True, help="summary Parquet file")
+    agg.add_argument("--statistics", default=None, help="statistics Parquet file (default: next to --out)")
     agg.add_argument("--plots", required=True, help="directory for the PNG plots")
     agg.add_argument("--report", required=True, help="HTML report file")
     agg.set_defaults(func=run_aggregate)
 
-    res = subparsers.add_parser("results", help="show the aggregated results table, filtered and pivoted")
-    res.add_argument("--summary", default="results/summary.parquet", help="summary file (default: %(default)s)")
+    res = subparsers.add_parser("results", help="statistics of the aggregated results: tables, comparisons, plots")
+    res.add_argument("--summary", nargs="+", action="extend", default=None, metavar="PATH",
+                     help=f"summary file(s), each tagged with a `study` column (default: {DEFAULT_SUMMARY})")  # fmt: skip
     res.add_argument("--metric", default="top1", help="metric to show (default: %(default)s)")
-    res.add_argument("--by", nargs="+", default=["run_id", "pretrain_source"], help="row grouping columns")
+    res.add_argument("--by", nargs="+", default=None, metavar="COL",
+                     help="group columns or config.<dotted key> (default: cell pretrain_source, and study first "
+                          "when several summaries; with --compare: none)")  # fmt: skip
     res.add_argument("--columns", default="task", help="column that becomes table columns (default: %(default)s)")
     res.add_argument("--task", nargs="*", default=[], help="only these tasks")
     res.add_argument("--run", nargs="*", default=[], help="only these run ids")
+    res.add_argument("--cell", nargs="*", default=[], help="only these cells")
     res.add_argument("--split", default=None, help="only this split (e.g. test)")
-    res.add_argument("--format", choices=["text", "csv", "markdown"], default="text")
+    res.add_argument("--format", choices=["text", "markdown", "latex", "csv"], default="text")
+    res.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                     help="paired A - B over replicates; A and B are KEY=VALUE[,KEY=VALUE] or a cell name")  # fmt: skip
+    res.add_argument("--x", metavar="KEY", help="with --plot: the numeric column or config key on the x axis")
+    res.add_argument("--plot", metavar="PNG", help="with --x: write the metric against --x (series: --by)")
     res.add_argument("--schema", action="store_true", help="print the row schema (Markdown) instead")
     res.set_defaults(func=run_results)
 
@@ -52,7 +70,12 @@ def run_aggregate(args: argparse.Namespace) -> int:
     from pretrainflow.results.report import write_report
 
     study = json.loads(args.study)
-    summary = aggregate(args.rows, args.out, study).to_pandas()
+    cells = None
+    if args.cells_from_study:
+        from pretrainflow.study.load import load_study  # the training specs (torch): only when asked
+
+        cells = {run: (ref.cell, ref.replicate) for run, ref in load_study(study).cells.items()}
+    summary = aggregate(args.rows, args.out, study, args.statistics, cells).to_pandas()
     plot_dir = Path(args.plots)
     written = [
         plot_dir / "downstream_accuracy.png",
@@ -62,28 +85,81 @@ def run_aggregate(args: argparse.Namespace) -> int:
     plots.plot_downstream(summary, written[0], study, metric=args.metric)
     plots.plot_loss_curves(_curves(args.vit_curves), written[1], study, "ViT pretraining (DeepSpeed)")
     plots.plot_loss_curves(_curves(args.llm_curves), written[2], study, "LLM pretraining (megatron-core)")
-    pivoted = table.pivot(table.select(summary, metric=args.metric))
-    write_report(pivoted, written, study, args.report, args.metric)
-    print(table.render(pivoted, "text"))
+    chosen = table.select(summary, metric=args.metric)
+    grid, heading = table.stats_table(chosen, ["cell", "pretrain_source"], "task", args.metric, "text")
+    write_report(grid, heading, written, study, args.report)
+    print(table.render(grid, 2, "text", heading))
     return 0
 
 
 def run_results(args: argparse.Namespace) -> int:
     from pretrainflow.results import table
-    from pretrainflow.results.aggregate import read_summary
+    from pretrainflow.results.aggregate import read_summaries
 
     if args.schema:
         print(schema_markdown())
         return 0
-    summary = read_summary(args.summary)
-    for column in [*args.by, args.columns]:
-        if column not in summary.columns:
-            raise PretrainflowError(f"--by/--columns {column!r}: not a column; expected one of {list(summary.columns)}")
-    chosen = table.select(summary, metric=args.metric, tasks=args.task, runs=args.run, split=args.split)
+    paths = args.summary or [DEFAULT_SUMMARY]
+    summary = read_summaries(paths)
+    chosen = table.select(
+        summary, metric=args.metric, tasks=args.task, runs=args.run, cells=args.cell, split=args.split
+    )
     if chosen.empty:
+        filters = {"metric": args.metric, "task": args.task, "run": args.run, "cell": args.cell, "split": args.split}
+        given = ", ".join(f"--{key} {value!r}" for key, value in filters.items() if value)
         metrics = sorted(summary["metric"].unique())
-        raise PretrainflowError(f"no rows match (metric {args.metric!r}; metrics present: {metrics})")
-    print(table.render(table.pivot(chosen, by=args.by, columns=args.columns), args.format))
+        raise PretrainflowError(f"no rows match {given} (metrics present: {metrics})")
+    if args.x or args.plot:
+        return _plot(args, chosen, paths)
+    if args.compare:
+        return _compare(args, chosen)
+    by = args.by or [*(["study"] if len(paths) > 1 else []), "cell", "pretrain_source"]
+    if args.columns in by:
+        raise PretrainflowError(f"--columns {args.columns!r} is also in --by {by}: a column cannot be both")
+    from pretrainflow.results.columns import with_columns
+    from pretrainflow.results.stats import describe
+
+    chosen = with_columns(chosen, [*by, args.columns])
+    if args.format == "csv":
+        print(describe(chosen, [*by, args.columns]).to_csv(index=False), end="")
+        return 0
+    grid, heading = table.stats_table(chosen, by, args.columns, args.metric, args.format)
+    print(table.render(grid, len(by), args.format, heading))
+    return 0
+
+
+def _compare(args: argparse.Namespace, chosen) -> int:
+    from pretrainflow.results import table
+    from pretrainflow.results.columns import Selector, with_columns
+    from pretrainflow.results.stats import compare
+
+    a, b = Selector.parse(args.compare[0], "--compare A"), Selector.parse(args.compare[1], "--compare B")
+    by = args.by or []
+    result = compare(with_columns(chosen, [*a.keys, *b.keys, *by]), a, b, by)
+    if any(result.unpaired):
+        print(f"note: rows without a partner replicate (left out): A {result.unpaired[0]}, B {result.unpaired[1]}",
+              file=sys.stderr)  # fmt: skip
+    if args.format == "csv":
+        print(result.table.to_csv(index=False), end="")
+        return 0
+    keys = list(result.matched_on)
+    what = (f"A - B paired by replicate and {', '.join(keys)}; A = {a.text}, B = {b.text}; "
+            "95% CI of the mean difference, paired t-test")  # fmt: skip
+    heading = table.title(args.metric, sorted(set(chosen["split"])), what)
+    print(table.render(table.compare_grid(result.table, keys, args.format), len(keys), args.format, heading))
+    return 0
+
+
+def _plot(args: argparse.Namespace, chosen, paths: list[str]) -> int:
+    from pretrainflow.results import plots
+    from pretrainflow.results.aggregate import study_of, study_tags
+
+    if not (args.x and args.plot):
+        raise PretrainflowError("--x KEY and --plot PNG go together: the x axis and the file to write")
+    studies = {tag: json.loads(study_of(path) or "null") for path, tag in zip(paths, study_tags(paths), strict=True)}
+    left_out = plots.plot_metric_against(chosen, args.x, args.plot, studies, metric=args.metric, series=args.by or [])
+    note = f" ({left_out} rows without {args.x} left out)" if left_out else ""
+    print(f"wrote {args.plot}: {args.metric} against {args.x}{note}")
     return 0
 
 

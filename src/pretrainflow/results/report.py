@@ -1,4 +1,4 @@
-"""A one-page HTML report: the pivoted table, the plots, and the study config."""
+"""A one-page HTML report: the statistics table (mean ± sd over replicates), the plots, and the study config."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pretrainflow.io import atomic_write_text
 
 
 def write_report(
-    table: pd.DataFrame, plots: Sequence[str | Path], study: Mapping[str, Any], path: str | Path, metric: str
+    table: pd.DataFrame, heading: str, plots: Sequence[str | Path], study: Mapping[str, Any], path: str | Path
 ) -> None:
-    """Write ``path`` (atomically); plot links are relative to the report so the results folder can be moved."""
+    """Write ``path`` (atomically): ``table`` (text cells, pretrainflow.results.table.stats_table) under ``heading``;
+    plot links are relative to the report so the results folder can be moved."""
     base = Path(path).parent
     images = "\n".join(
         f'<figure><img src="{html.escape(os.path.relpath(plot, base))}" style="max-width:100%"></figure>'
@@ -28,8 +29,8 @@ def write_report(
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head><body>
 <h1>Study {html.escape(str(study.get("study", "")))}</h1>
-<h2>{html.escape(metric)} by run and task</h2>
-{table.to_html(float_format=lambda v: f"{v:.2f}", na_rep="-")}
+<h2>{html.escape(heading)}</h2>
+{table.to_html(index=False, na_rep="-")}
 <h2>Plots</h2>
 {images}
 <h2>Study config</h2>

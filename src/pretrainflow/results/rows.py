@@ -21,6 +21,8 @@ from pretrainflow.provenance import provenance
 # Column -> (arrow type, meaning). The README's "Results rows" table is generated from this (`pretrainflow results --schema`).
 ROW_SCHEMA: dict[str, tuple[pa.DataType, str]] = {
     "run_id": (pa.string(), "run identity: base run name plus ablation overrides, e.g. vit-micro-fdb.optimizer-sam"),
+    "cell": (pa.string(), "the cell the run belongs to: its run id without the replicate part, e.g. vit-micro-fdb"),
+    "replicate": (pa.int64(), "replicate index within the cell, 0..N-1 (own pretraining and fine-tuning seeds)"),
     "stage": (pa.string(), "pretrain, finetune or evaluate"),
     "model": (pa.string(), "registered model variant, e.g. vit_micro, gpt_micro"),
     "pretrain_source": (pa.string(), "dataset or corpus the model was pretrained on, or 'scratch'"),
@@ -54,14 +56,18 @@ ARROW_SCHEMA = pa.schema([(name, dtype) for name, (dtype, _) in ROW_SCHEMA.items
 
 REQUIRED = ("run_id", "stage", "model", "pretrain_source", "task", "split", "metric", "value")
 
+# Columns added after rows were first written, with the value an older file means: a run that is its own cell, the one
+# replicate 0. Readers fill them (conform) so summaries and row files from before replicates stay readable.
+LATER_COLUMNS = ("cell", "replicate")
+
 
 def make_row(*, config: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     """A complete result row: ``fields`` plus config hash/JSON and provenance; unknown or missing fields are errors.
 
     >>> row = make_row(config={"lr": 1e-3}, run_id="r", stage="evaluate", model="vit_micro",
     ...                pretrain_source="fdb", task="digits", split="test", metric="top1", value=91.5)
-    >>> row["config_hash"][:8], row["metric"]
-    ('d368ce5a', 'top1')
+    >>> row["config_hash"][:8], row["metric"], row["cell"], row["replicate"]
+    ('d368ce5a', 'top1', 'r', 0)
     """
     unknown = set(fields) - set(ROW_SCHEMA)
     if unknown:
@@ -79,6 +85,10 @@ def make_row(*, config: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     row["config_hash"] = config_hash(config)
     row["created_at"] = dt.datetime.now(dt.UTC)
     row.update(fields)
+    if row["cell"] is None:  # a study without replicates: every run is its own cell
+        row["cell"] = row["run_id"]
+    if row["replicate"] is None:
+        row["replicate"] = 0
     if row["device_hours"] is None and row["wall_seconds"] is not None and row["world_size"]:
         row["device_hours"] = row["wall_seconds"] * row["world_size"] / 3600.0
     return row
@@ -114,14 +124,29 @@ def write_rows(rows: Iterable[Mapping[str, Any]], path: str | Path) -> None:
         pq.write_table(table, tmp)
 
 
+def conform(table: pa.Table, source: str | Path) -> pa.Table:
+    """``table`` with exactly ARROW_SCHEMA: a file from before LATER_COLUMNS gets their defaults, anything else alien
+    is an error naming ``source`` (schema metadata is kept).
+
+    >>> conform(ARROW_SCHEMA.empty_table().drop_columns(["cell", "replicate"]), "old.parquet").schema.names[:3]
+    ['run_id', 'cell', 'replicate']
+    """
+    missing = [name for name in ARROW_SCHEMA.names if name not in table.schema.names]
+    if missing and set(missing) <= set(LATER_COLUMNS) and "run_id" in table.schema.names:
+        metadata = table.schema.metadata
+        if "cell" in missing:
+            table = table.append_column("cell", table["run_id"].cast(pa.string()))
+        if "replicate" in missing:
+            table = table.append_column("replicate", pa.array([0] * table.num_rows, pa.int64()))
+        table = table.select(ARROW_SCHEMA.names).replace_schema_metadata(metadata)
+    if not table.schema.equals(ARROW_SCHEMA, check_metadata=False):
+        raise ValueError(f"{source}: not a pretrainflow rows file (schema differs from ROW_SCHEMA)")
+    return table
+
+
 def read_rows(paths: Iterable[str | Path]) -> pa.Table:
     """Concatenate row files; each is checked against ARROW_SCHEMA so an alien file is named, not silently mixed in."""
-    tables = []
-    for path in paths:
-        table = pq.read_table(path)
-        if not table.schema.equals(ARROW_SCHEMA, check_metadata=False):
-            raise ValueError(f"{path}: not a pretrainflow rows file (schema differs from ROW_SCHEMA)")
-        tables.append(table)
+    tables = [conform(pq.read_table(path), path) for path in paths]
     if not tables:
         return ARROW_SCHEMA.empty_table()
     return pa.concat_tables(tables)
