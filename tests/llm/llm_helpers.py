@@ -37,16 +37,20 @@ def run_spec(run_id: str = "t", *, tensor: int = 1, ranks: int = 1, steps: int =
     return spec
 
 
-def cli_env() -> dict[str, str]:
+def cli_env(spec: dict | None = None) -> dict[str, str]:
+    """The environment of a pretrainflow subprocess; GPUs hidden for a CPU-shaped run (``devices.gpus_per_node`` 0),
+    which a CUDA machine would refuse, so the CPU tests mean the same on a GPU node."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    if spec is not None and not spec.get("devices", {}).get("gpus_per_node"):
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
 
-def cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+def cli(*args: str, check: bool = True, spec: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     """Run ``pretrainflow <args>`` in a subprocess; returns the completed process (stdout+stderr in .stdout)."""
     proc = subprocess.run(
         [sys.executable, "-m", "pretrainflow.cli", *args],
-        cwd=kwargs.pop("cwd", REPO), env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=kwargs.pop("cwd", REPO), env=cli_env(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         timeout=kwargs.pop("timeout", 300), **kwargs,
     )  # fmt: skip
     if check and proc.returncode != 0:
@@ -73,5 +77,5 @@ def pretrain(corpora: Path, workdir: Path, spec: dict, *extra: str, check: bool 
     out = workdir / "pretrain" / spec["run_id"]
     checkpoints = workdir / "checkpoints"
     proc = cli("pretrain-llm", "--spec", json.dumps(spec), "--out", str(out), "--corpora-dir", str(corpora),
-               "--checkpoints", str(checkpoints), *extra, check=check)  # fmt: skip
+               "--checkpoints", str(checkpoints), *extra, check=check, spec=spec)  # fmt: skip
     return proc, out, checkpoint_root(checkpoints, spec)

@@ -18,11 +18,11 @@ def megatron_logits(spec, model_path, ids):
 
     from pretrainflow.train.llm.evaluate import load_published_model
     from pretrainflow.train.llm.publish import single_process_world
-    from pretrainflow.train.llm.spec import llm_run_from_dict
+    from pretrainflow.train.llm.spec import LLMRunSpec
 
     single_process_world()
     try:
-        model, _ = load_published_model(llm_run_from_dict(spec), model_path)
+        model, _ = load_published_model(LLMRunSpec.from_dict(spec), model_path)
         with torch.no_grad():
             return model(ids, torch.arange(ids.shape[1])[None], None)
     finally:

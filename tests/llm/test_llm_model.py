@@ -89,3 +89,45 @@ def test_helpers_cpp_is_importable():
 
     assert hasattr(helpers_cpp, "build_sample_idx_int32")
     assert os.path.exists(helpers_cpp.__file__)
+
+
+def test_bf16_model_keeps_every_parameter_in_bf16(megatron_world):
+    # megatron-core builds its linears in params_dtype but torch norms and the learned position embedding in fp32;
+    # without a cast the fp32 position embedding meets the first bf16 linear ("expected m1 and m2 to have the same
+    # dtype"). On CUDA bf16 runs take this path; on CPU it runs the same way with params_dtype bf16.
+    from pretrainflow.models.gpt import build_gpt_model, cast_floating_params, transformer_config
+
+    shape = create_gpt_shape("gpt_micro", position_embedding="learned_absolute")
+    config = transformer_config(shape, device="cpu", params_dtype=torch.bfloat16)
+    model = build_gpt_model(shape, vocab_size=512, seq_length=16, config=config)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.embedding.position_embeddings.weight.dtype == torch.bfloat16
+    tokens = torch.randint(0, 512, (2, 16))
+    loss = model(tokens, torch.arange(16).expand(2, 16), None, labels=tokens)
+    assert torch.isfinite(loss).all() and loss.float().mean().item() == pytest.approx(math.log(512), abs=0.3)
+    cast_floating_params(model, torch.float32)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize(("device", "transformer_engine"), [("cuda", False), ("cpu", False), ("cpu", True)])
+def test_core_attention_is_sdpa_without_transformer_engine(device, transformer_engine):
+    # not megatron's local DotProductAttention: it needs CUDA, and on CUDA it materialises fp32 [b, heads, s, s] scores
+    from pretrainflow.models.gpt import layer_spec
+    from pretrainflow.models.gpt_attention import SDPACoreAttention
+
+    spec = layer_spec(create_gpt_shape("gpt_micro"), device=device, transformer_engine=transformer_engine)
+    assert spec.submodules.self_attention.submodules.core_attention is SDPACoreAttention
+
+
+def test_rotary_frequencies_move_with_the_model(megatron_world):
+    # evaluation builds the model on CPU and moves it to CUDA: inv_freq (a plain attribute) must follow the module
+    from pretrainflow.models.gpt import build_gpt_model
+
+    model = build_gpt_model(create_gpt_shape("gpt_micro"), vocab_size=512, seq_length=16)
+    rope = model.rotary_pos_emb
+    assert rope(16).device.type == "cpu"  # forward is lru_cached per length: the move must drop this entry
+    model.to(torch.float64)
+    assert rope.inv_freq.dtype == torch.float32  # the frequencies stay fp32 whatever the parameters' dtype
+    model.to("meta")
+    assert rope.inv_freq.device.type == "meta" and rope(16).device.type == "meta"
+    assert next(model.parameters()).device.type == "meta"

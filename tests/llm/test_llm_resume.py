@@ -26,7 +26,7 @@ def start_pretrain(corpora: Path, work: Path, spec: dict) -> subprocess.Popen:
     argv = [sys.executable, "-m", "pretrainflow.cli", "pretrain-llm", "--spec", json.dumps(spec), "--out",
             str(work / "pretrain" / spec["run_id"]), "--corpora-dir", str(corpora), "--checkpoints",
             str(work / "checkpoints")]  # fmt: skip
-    return subprocess.Popen(argv, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    return subprocess.Popen(argv, cwd=REPO, env=cli_env(spec), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
 
 
@@ -102,7 +102,9 @@ def test_resume_under_another_tensor_parallel_degree(corpora_dir, tp1_run, tmp_p
             json.dumps(spec1), "--corpora-dir", str(corpora_dir), "--checkpoint-dir", str(root)]  # fmt: skip
     from pretrainflow.launch.local import free_port
 
-    env = dict(cli_env(), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_PORT=str(free_port()))
+    env = dict(
+        cli_env(spec1), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_PORT=str(free_port())
+    )
     done = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "at step 4" in done.stdout

@@ -1,4 +1,4 @@
-"""LLM run spec: defaults, batch/parallel arithmetic, and errors that name the key; the study validates it."""
+"""LLM run spec: defaults, batch/parallel arithmetic, errors that name the key, and where a run may train (device)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import pytest
 from llm_helpers import REPO, run_spec
 
 from pretrainflow.errors import ConfigError
-from pretrainflow.train.llm.spec import check_llm_run, llm_run_from_dict
+from pretrainflow.train.llm.pretrain import run_device
+from pretrainflow.train.llm.spec import LLMRunSpec, check_llm_run
 from pretrainflow.train.spec import RENAMED_KEYS
 
 
 def test_defaults_and_arithmetic():
-    run = llm_run_from_dict(run_spec(tensor=2, ranks=4))
-    assert run.data_parallel(4) == 2 and run.accumulation(4) == 1  # global 8 = micro 4 x dp 2 x accum 1
+    run = LLMRunSpec.from_dict(run_spec(tensor=2, ranks=4))
+    assert run.parallel.data_parallel(4) == 2 and run.accumulation(4) == 1  # global 8 = micro 4 x dp 2 x accum 1
     assert run.tokens_per_step == 8 * 32
     resolved = check_llm_run(run_spec(), "pretrain.t")
     assert resolved["optimizer"] == {
@@ -27,16 +28,22 @@ def test_defaults_and_arithmetic():
     assert check_llm_run(resolved, "pretrain.t") == resolved  # idempotent: the resolved spec validates again
 
 
-def test_flat_run_view():
-    run = llm_run_from_dict(run_spec(checkpoint={"every_steps": 4}, log={"every_steps": 2}))
-    assert run.optimizer == {
-        "name": "adamw", "lr": 3e-3, "weight_decay": 0.01, "betas": [0.9, 0.95], "eps": 1e-8, "grad_clip": 1.0
-    }  # fmt: skip
-    assert run.min_lr == 3e-4 and run.train_steps == 8 and run.warmup_steps == 2
-    assert (run.checkpoint_every, run.checkpoint_keep, run.log_every, run.eval_iters) == (4, 1, 2, 2)
-    assert (run.micro_batch, run.global_batch, run.accumulation(1)) == (4, 8, 2)
-    assert run.shape.name == "gpt_micro" and run.spec["model"] == {"name": "gpt_micro"}
-    assert run.spec["checkpoint"] == {"every_steps": 4, "keep": 1}
+def test_typed_run_spec():
+    spec = run_spec(checkpoint={"every_steps": 4}, log={"every_steps": 2})
+    run = LLMRunSpec.from_dict(spec)
+    opt = run.optimizer
+    assert (opt.name, opt.lr, opt.weight_decay, opt.betas, opt.eps, opt.grad_clip) == (
+        "adamw", 3e-3, 0.01, [0.9, 0.95], 1e-8, 1.0
+    )  # fmt: skip
+    assert (run.schedule.min_lr, run.schedule.train_steps, run.schedule.warmup_steps) == (3e-4, 8, 2)
+    assert (run.checkpoint.every_steps, run.checkpoint.keep, run.log.every_steps, run.eval.iters) == (4, 1, 2, 2)
+    assert (run.batch.micro, run.batch.global_batch, run.accumulation(1)) == (4, 8, 2)
+    assert run.gpt_shape().name == "gpt_micro" and run.corpus_split == "90,5,5"
+    # the dict training hashes and publishes is the study loader's resolved spec
+    assert run.to_dict() == check_llm_run(spec, "pretrain.t")
+    assert run.to_dict()["checkpoint"] == {"every_steps": 4, "keep": 1}
+    with pytest.raises(ConfigError, match=r"pretrain.t.corpus_spec: expected the corpus's resolved spec"):
+        _ = LLMRunSpec.from_dict({k: v for k, v in spec.items() if k != "corpus_spec"}).corpus_split
 
 
 @pytest.mark.parametrize("entry", RENAMED_KEYS, ids=lambda entry: entry.key)
@@ -106,7 +113,7 @@ def test_default_study_llm_run_validates():
     llm_runs = study.runs_of_kind("llm")
     assert llm_runs, "the default study must include a GPT run"
     for run_id in llm_runs:
-        run = llm_run_from_dict(study.runs[run_id])
+        run = LLMRunSpec.from_dict(study.runs[run_id])
         assert run.corpus in study.corpora
 
 
@@ -115,22 +122,98 @@ def test_paper_scale_study_validates():
 
     study = load_study(REPO / "config" / "studies" / "llama-1b.yaml")
     (run_id,) = study.runs_of_kind("llm")
-    run = llm_run_from_dict(study.runs[run_id])
-    assert run.shape.name == "llama_1b" and run.gpus_per_node == 8
-    assert run.world_size(cuda=True) % (run.tensor * run.pipeline) == 0
+    run = LLMRunSpec.from_dict(study.runs[run_id])
+    assert run.gpt_shape().name == "llama_1b" and run.devices.gpus_per_node == 8
+    world = run.devices.world_size(cuda=True)
+    assert world % run.parallel.model_parallel == 0
     # 512 sequences = micro 4 x 4 accumulation x 32 data-parallel GPUs; the numbers of the study before the rename
-    assert run.accumulation(run.world_size(cuda=True)) == 4 and run.tokens_per_step == 512 * 4096
-    assert (run.optimizer["lr"], run.min_lr, run.optimizer["betas"]) == (3.0e-4, 3.0e-5, [0.9, 0.95])
-    assert (run.checkpoint_every, run.checkpoint_keep, run.log_every) == (500, 1, 10)
+    assert run.accumulation(world) == 4 and run.tokens_per_step == 512 * 4096
+    assert (run.optimizer.lr, run.schedule.min_lr, run.optimizer.betas) == (3.0e-4, 3.0e-5, [0.9, 0.95])
+    assert (run.checkpoint.every_steps, run.checkpoint.keep, run.log.every_steps) == (500, 1, 10)
 
 
 def test_blend_defaults_and_checks():
     assert check_llm_run(run_spec(), "pretrain.t")["blend"] == {"docs": 1.0}
-    assert llm_run_from_dict(run_spec(blend={"docs": 3, "web": 1})).blend == {"docs": 3, "web": 1}
+    assert LLMRunSpec.from_dict(run_spec(blend={"docs": 3, "web": 1})).blend == {"docs": 3, "web": 1}
     with pytest.raises(ConfigError, match=r"pretrain.t.blend: expected the run's corpus 'docs' among \['web'\]"):
         check_llm_run(run_spec(blend={"web": 1.0}), "pretrain.t")
     with pytest.raises(ConfigError, match=r"pretrain.t.blend.web: expected a number > 0.0, got 0"):
         check_llm_run(run_spec(blend={"docs": 1.0, "web": 0}), "pretrain.t")
+
+
+def device_of(cuda_devices: int, transformer_engine: bool = False, **change) -> str:
+    return run_device(LLMRunSpec.from_dict(run_spec(**change)), cuda_devices=cuda_devices,
+                      transformer_engine=transformer_engine)  # fmt: skip
+
+
+def test_where_a_run_trains():
+    gpu_run = {"devices": {"gpus_per_node": 2, "cpu_ranks": 2}, "parallel": {"tensor": 2, "sequence_parallel": True}}
+    assert device_of(0) == "cpu" and device_of(1, devices={"gpus_per_node": 1}) == "cuda"
+    assert device_of(2, transformer_engine=True, **gpu_run) == "cuda"
+    assert device_of(0, devices={"gpus_per_node": 1}) == "cpu"  # no CUDA: cpu_ranks gloo ranks, as before
+    assert device_of(1) == "cpu"  # gpus_per_node 0 on a CUDA node: cpu_ranks ranks (it used to start zero workers)
+    with pytest.raises(ConfigError, match=r"pretrain.t.devices.gpus_per_node: 2, but this node has 1 CUDA device"):
+        device_of(1, devices={"gpus_per_node": 2, "cpu_ranks": 2}, parallel={"tensor": 2})
+    # sequence parallelism on CUDA needs Transformer Engine (megatron-core's torch norms assert on it)
+    with pytest.raises(ConfigError, match=r"pretrain.t.parallel.sequence_parallel: needs Transformer Engine"):
+        device_of(2, transformer_engine=False, **gpu_run)
+    with pytest.raises(ConfigError, match=r"pretrain.t.parallel.pipeline: 2 needs CUDA"):
+        device_of(0, parallel={"pipeline": 2}, devices={"cpu_ranks": 2})
+    with pytest.raises(ConfigError, match=r"pretrain.t.parallel.sequence_parallel: needs CUDA"):
+        device_of(0, **gpu_run)
+
+
+def pretend_cuda(monkeypatch, devices: int = 1) -> None:
+    """This process sees ``devices`` CUDA devices (0: a CPU machine)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+
+
+def test_cpu_ranks_on_a_cuda_node_see_no_gpu(corpora_dir, tmp_path, monkeypatch):
+    # pretrain-llm of a gpus_per_node 0 run on a CUDA node starts cpu_ranks ranks with the GPUs hidden from them
+    import argparse
+    import json
+    import os
+
+    import pretrainflow.launch
+    from pretrainflow.train.llm.cli import run_pretrain
+
+    started = []
+
+    def fake_run_distributed(entry, args, procs):
+        started.append((procs, os.environ.get("CUDA_VISIBLE_DEVICES")))
+        return 1  # a failed training: nothing to publish
+
+    monkeypatch.setattr(pretrainflow.launch, "run_distributed", fake_run_distributed)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pretend_cuda(monkeypatch)
+    args = argparse.Namespace(spec=json.dumps(run_spec(devices={"cpu_ranks": 2})), out=tmp_path / "out",
+                              corpora_dir=corpora_dir, checkpoints=tmp_path / "ck", max_steps=None)  # fmt: skip
+    assert run_pretrain(args) == 1
+    assert started == [(2, "")] and "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_cpu_rank_that_sees_a_gpu_is_refused(monkeypatch):
+    from pretrainflow.train.llm.pretrain import worker_device
+
+    run = LLMRunSpec.from_dict(run_spec())
+    pretend_cuda(monkeypatch, 0)
+    assert worker_device(run) == "cpu"
+    pretend_cuda(monkeypatch, 1)
+    with pytest.raises(ConfigError, match=r"pretrain.t.devices.gpus_per_node: 0 \(CPU ranks\), but this process "
+                                          r"sees CUDA devices.*CUDA_VISIBLE_DEVICES="):  # fmt: skip
+        worker_device(run)
+
+
+def test_run_device_docstring_example():
+    import doctest
+
+    import pretrainflow.train.llm.pretrain
+
+    result = doctest.testmod(pretrainflow.train.llm.pretrain)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_pipeline_parallel_on_cpu_is_refused_before_launch(tmp_path):
@@ -157,7 +240,8 @@ def test_pipeline_parallel_on_cpu_is_refused_before_launch(tmp_path):
 def test_missing_corpus_is_one_clear_line(tmp_path):
     from llm_helpers import cli
 
-    proc = cli("pretrain-llm", "--spec", json.dumps(run_spec()), "--out", str(tmp_path / "out"), "--corpora-dir",
-               str(tmp_path / "nowhere"), "--checkpoints", str(tmp_path / "ck"), check=False)  # fmt: skip
+    spec = run_spec()
+    proc = cli("pretrain-llm", "--spec", json.dumps(spec), "--out", str(tmp_path / "out"), "--corpora-dir",
+               str(tmp_path / "nowhere"), "--checkpoints", str(tmp_path / "ck"), check=False, spec=spec)  # fmt: skip
     assert proc.returncode == 2
     assert "docs_text_document.idx: indexed corpus not found" in proc.stdout and "Traceback" not in proc.stdout

@@ -51,12 +51,12 @@ def test_submit_and_the_rule_resume_from_the_same_checkpoint(corpora_dir, tmp_pa
     monkeypatch.chdir(tmp_path)  # submit's paths are relative to the study's working directory, like the rules'
     (task,), (spec,) = run_tasks(str(study), ["gpt-resume"], None)
 
-    submitted = cli(*task.argv, "--max-steps", "2", check=False, cwd=tmp_path)
+    submitted = cli(*task.argv, "--max-steps", "2", check=False, cwd=tmp_path, spec=spec)
     assert submitted.returncode == EXIT_CHECKPOINTED, submitted.stdout[-3000:]
     root = checkpoint_dir(tmp_path / "results" / "checkpoints", spec)
     assert latest(root) == (2, root / "step-00000002")
 
-    env = {**cli_env(), "PATH": f"{Path(sys.executable).parent}:{cli_env()['PATH']}"}
+    env = {**cli_env(spec), "PATH": f"{Path(sys.executable).parent}:{cli_env()['PATH']}"}
     target = "results/pretrain/gpt-resume/model.safetensors"
     snake = subprocess.run(
         [sys.executable, "-m", "snakemake", target, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),

@@ -7,8 +7,9 @@
 A shape is a plain typed config; ``build_gpt_model`` turns it into a megatron-core ``GPTModel`` whose parallel layout
 comes from ``megatron.core.parallel_state`` (the caller initialises it). Llama switches: RoPE (``position_embedding``),
 SwiGLU (``swiglu``), RMSNorm (``normalization``), grouped-query attention (``num_query_groups``), no linear biases.
-On CUDA with Transformer Engine installed the TE spec (fused kernels, flash attention) is used; otherwise the local
-spec with ``SDPACoreAttention`` (the local core attention needs CUDA; see gpt_attention.py).
+On CUDA with Transformer Engine installed the TE spec (fused kernels, flash attention) is used; otherwise, on CPU and
+on CUDA alike, the local spec with ``SDPACoreAttention`` (see gpt_attention.py). Every floating-point parameter is
+kept in ``params_dtype`` (``cast_floating_params``), as megatron-LM's Float16Module would.
 """
 
 from __future__ import annotations
@@ -214,24 +215,48 @@ def transformer_config(shape: GPTShape, *, device: str, params_dtype=None, seque
     )
 
 
-def layer_spec(shape: GPTShape, *, device: str):
-    """Transformer Engine spec on CUDA when TE imports, else the local spec with SDPA core attention."""
+def transformer_engine_available() -> bool:
+    """Whether Transformer Engine imports (fused kernels, flash attention, sequence-parallel norms)."""
+    try:
+        import transformer_engine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def layer_spec(shape: GPTShape, *, device: str, transformer_engine: bool | None = None):
+    """Transformer Engine spec on CUDA when TE imports (``transformer_engine`` None = look), else the local spec with
+    SDPA core attention, on CPU and CUDA alike.
+
+    Not megatron's local DotProductAttention: it needs CUDA at all, and on CUDA it materialises the [batch, heads, s, s]
+    scores in fp32 (llama_1b at s 4,096, micro 2: 2 x 32 x 4,096^2 x 4 bytes = 4.3 GB per layer, kept for the backward
+    pass in each of 16 layers), where SDPA picks a flash or memory-efficient kernel.
+    """
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
-    if device == "cuda":
-        try:
-            import transformer_engine  # noqa: F401
-            from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
-
-            return get_gpt_layer_with_transformer_engine_spec()
-        except ImportError:
-            pass  # fall through: local spec (megatron's own DotProductAttention works on CUDA)
-        return get_gpt_layer_local_spec(normalization=shape.normalization)
     from pretrainflow.models.gpt_attention import SDPACoreAttention
 
+    if transformer_engine is None:
+        transformer_engine = device == "cuda" and transformer_engine_available()
+    if device == "cuda" and transformer_engine:
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
+
+        return get_gpt_layer_with_transformer_engine_spec()
     spec = get_gpt_layer_local_spec(normalization=shape.normalization)
     spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
     return spec
+
+
+def cast_floating_params(model, dtype) -> None:
+    """Every floating-point parameter in ``dtype``, in place; buffers keep theirs (RoPE frequencies stay fp32).
+
+    megatron-core builds its parallel linears and embeddings in ``params_dtype`` but torch norms and the learned
+    position embedding in fp32; megatron-LM's Float16Module casts them. Without it a bf16 model adds an fp32 position
+    embedding to bf16 word embeddings and the first bf16 linear then refuses the fp32 activations.
+    """
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def build_gpt_model(shape: GPTShape, *, vocab_size: int, seq_length: int, device: str = "cpu", config=None):
@@ -251,6 +276,7 @@ def build_gpt_model(shape: GPTShape, *, vocab_size: int, seq_length: int, device
         position_embedding_type=shape.position_embedding,
         rotary_base=shape.rotary_base,
     )
+    cast_floating_params(model, config.params_dtype)
     if device != "cuda":
         from pretrainflow.models.gpt_attention import make_rope_cpu_safe
 

@@ -1,11 +1,11 @@
-"""CPU adapters for megatron-core GPT models: SDPA core attention and a CPU-safe rotary embedding.
+"""Adapters for megatron-core GPT models without Transformer Engine: SDPA core attention, a CPU-safe rotary embedding.
 
 megatron-core's local ``DotProductAttention`` asks ``torch.cuda.current_device()`` for a scratch buffer, so it cannot
-run on CPU. ``SDPACoreAttention`` takes its place in ``SelfAttentionSubmodules.core_attention``: same constructor and
-``forward(query, key, value, attention_mask, ...)`` contract, inputs ``[seq, batch, heads_per_partition, head_dim]``
-(keys/values with ``query_groups_per_partition`` heads under GQA), output ``[seq, batch, heads_per_partition * head_dim]``.
-It is causal (the only mask GPT pretraining uses) and works under tensor parallelism because every rank only sees
-its own heads.
+run on CPU, and on CUDA it materialises fp32 attention scores. ``SDPACoreAttention`` takes its place in
+``SelfAttentionSubmodules.core_attention``: same constructor and ``forward(query, key, value, attention_mask, ...)``
+contract, inputs ``[seq, batch, heads_per_partition, head_dim]`` (keys/values with ``query_groups_per_partition`` heads
+under GQA), output ``[seq, batch, heads_per_partition * head_dim]``. It is causal (the only mask GPT pretraining uses)
+and works under tensor parallelism because every rank only sees its own heads.
 """
 
 from __future__ import annotations
@@ -66,7 +66,17 @@ class CPURotaryEmbedding(RotaryEmbedding):
 
     ``RotaryEmbedding.get_emb`` unconditionally moves a CPU ``inv_freq`` to CUDA on the first forward; on a CPU-only
     machine that raises. The frequencies and their layout (non-interleaved halves, as Hugging Face Llama) are the same.
+    ``inv_freq`` is a plain attribute, which ``Module.to()`` skips: ``_apply`` moves it with the module (a model built
+    on CPU and moved to CUDA for evaluation) but keeps it fp32, as megatron does (bf16 frequencies would blur the
+    positions of a long sequence).
     """
+
+    def _apply(self, fn, recurse=True):
+        module = super()._apply(fn, recurse)
+        self.inv_freq = self.inv_freq.to(device=fn(self.inv_freq).device, dtype=torch.float32)
+        # forward is lru_cached per (module, length): drop the embeddings computed on the old device
+        RotaryEmbedding.forward.cache_clear()
+        return module
 
     def get_emb(self, max_seq_len: int, offset: int = 0):
         freqs = self.get_freqs_non_repeated(max_seq_len, offset)

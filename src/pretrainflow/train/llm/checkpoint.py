@@ -1,9 +1,12 @@
 """megatron-core dist_checkpointing for LLM runs under the shared protocol (train/checkpoints.py).
 
-A tag ``step-00000040/`` holds one dist checkpoint: model + Adam moments as ShardedTensors (layout-independent, so a
-run resumes under another tensor-parallel degree and publishing consolidates to TP=1) plus the common state (step,
-tokens, scheduler, config), and ``COMPLETE.json``. Beside the tags the loop keeps ``metrics.jsonl`` (one JSON line per
-logged step, trimmed back to the resumed step on resume) and ``final.json`` (what publishing needs).
+A tag ``step-00000040/`` holds one dist checkpoint: model + Adam moments as ShardedTensors plus the common state (step,
+tokens, scheduler, config), and ``COMPLETE.json``. The model tensors are layout-independent (publishing consolidates
+any layout to TP=1). So are the CPU engine's Adam moments (a CPU run resumes under another tensor-parallel degree);
+the GPU engine's distributed optimizer stores its moments "dp_reshardable" (megatron-LM's default: every rank writes
+and reads its own buffers in parallel), so a GPU run resumes under the same tensor/pipeline degrees and any data
+parallelism. Beside the tags the loop keeps ``metrics.jsonl`` (one JSON line per logged step, trimmed back to the
+resumed step on resume) and ``final.json`` (what publishing needs).
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ from typing import Any
 import torch
 
 from pretrainflow.train import checkpoints
+
+# How megatron-core's DistributedOptimizer shards its state, on save and load alike. Its default,
+# "fully_sharded_model_space", builds ShardedTensors with a flattened_range, which dist_checkpointing (megatron-core
+# 0.16) rejects: "ShardedTensor.flattened_range is not supported".
+DISTRIBUTED_OPTIMIZER_METADATA = {"distrib_optim_sharding_type": "dp_reshardable"}
 
 
 def init_adam_state(optimizer: torch.optim.Optimizer) -> None:
@@ -28,6 +36,20 @@ def init_adam_state(optimizer: torch.optim.Optimizer) -> None:
                 state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
 
+def init_inner_adam_state(optimizer) -> None:
+    """Adam state (step 0, zero moments) in every torch Adam/AdamW inside a megatron-core optimizer.
+
+    Loading asks the optimizer for ``state_dict()`` before it has taken a step; with torch's Adam (no Transformer
+    Engine or Apex FusedAdam) megatron's DistributedOptimizer then asserts one ``step`` value across a state that is
+    still empty. The zeros are overwritten by the checkpoint's moments and step. Fused Adams keep no per-parameter
+    ``step`` and are left alone.
+    """
+    for inner in getattr(optimizer, "chained_optimizers", None) or [optimizer]:
+        torch_optimizer = getattr(inner, "optimizer", None)
+        if isinstance(torch_optimizer, torch.optim.Adam | torch.optim.AdamW):
+            init_adam_state(torch_optimizer)
+
+
 def sharded_checkpoint(model, optimizer, common: dict[str, Any], *, is_loading: bool = False) -> dict[str, Any]:
     """Model and optimizer as one sharded state dict; Adam moments shard exactly like their parameters."""
     from megatron.core.dist_checkpointing.optimizer import (
@@ -37,7 +59,11 @@ def sharded_checkpoint(model, optimizer, common: dict[str, Any], *, is_loading: 
 
     model_sd = model.sharded_state_dict()
     if hasattr(optimizer, "sharded_state_dict"):  # megatron-core optimizer (GPU engine): it shards itself
-        optim_sd = optimizer.sharded_state_dict(model_sd, is_loading=is_loading)
+        if is_loading:
+            init_inner_adam_state(optimizer)
+        optim_sd = optimizer.sharded_state_dict(
+            model_sd, is_loading=is_loading, metadata=DISTRIBUTED_OPTIMIZER_METADATA
+        )
         return {"model": model_sd, "optimizer": optim_sd, "adam_step": None, "common": common}
     init_adam_state(optimizer)
     optim_sd = optimizer.state_dict()

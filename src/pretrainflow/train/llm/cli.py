@@ -4,15 +4,18 @@
     pretrainflow evaluate-llm --spec "$SPEC" --model results/pretrain/gpt-micro-pydocs/model.safetensors \\
         --out results/rows/gpt-micro-pydocs/heldout.parquet
 
-pretrain-llm starts one process per device on this node (cpu_ranks on CPU, gpus_per_node on GPUs; under an outer
-launcher such as srun/mpirun it runs as that rank), trains or resumes from results/checkpoints/{run}/{hash12}/, and
+pretrain-llm starts one process per device on this node (gpus_per_node on GPUs; cpu_ranks for a run with
+gpus_per_node 0, with the node's GPUs hidden from them, or on a machine without CUDA; under an outer launcher such as
+srun/mpirun it runs as that rank), trains or resumes from results/checkpoints/{run}/{hash12}/, and
 on success publishes the run directory. Exit code 75 = stopped by a walltime signal after a checkpoint: rerun resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 from pathlib import Path
 
 from pretrainflow.study.layout import CHECKPOINTS_ROOT, CORPORA_ROOT
@@ -53,20 +56,18 @@ def checkpoint_dir(root: Path, spec: dict) -> Path:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    import torch
-
     from pretrainflow.corpora.tokenizer import load_tokenizer
     from pretrainflow.launch import run_distributed, world_from_env
     from pretrainflow.train.llm.data import blend_prefixes
+    from pretrainflow.train.llm.pretrain import this_machine_device
     from pretrainflow.train.llm.publish import publish
-    from pretrainflow.train.llm.spec import llm_run_from_dict
+    from pretrainflow.train.llm.spec import LLMRunSpec
     from pretrainflow.train.signals import EXIT_CHECKPOINTED
 
     spec = json.loads(args.spec)
-    run = llm_run_from_dict(spec)
-    cuda = torch.cuda.is_available()
-    if not cuda:
-        _refuse_gpu_only_features(run)
+    run = LLMRunSpec.from_dict(spec)
+    # What this machine cannot run is one clear error here, before any process starts.
+    device = this_machine_device(run)
     # Inputs checked here, so a missing corpus is one clear line instead of a traceback per rank.
     blend_prefixes(args.corpora_dir, run.blend)
     vocab_size = load_tokenizer(args.corpora_dir / run.corpus / "tokenizer.json").get_vocab_size()
@@ -74,8 +75,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     worker_args = ["--spec", args.spec, "--corpora-dir", str(args.corpora_dir), "--checkpoint-dir", str(root)]
     if args.max_steps:
         worker_args += ["--max-steps", str(args.max_steps)]
-    procs = run.gpus_per_node if cuda else run.cpu_ranks
-    code = run_distributed("pretrainflow.train.llm.pretrain:train_worker", worker_args, procs)
+    procs = run.devices.gpus_per_node if device == "cuda" else run.devices.cpu_ranks
+    with gpus_hidden(device == "cpu"):
+        code = run_distributed("pretrainflow.train.llm.pretrain:train_worker", worker_args, procs)
     if code != 0 or world_from_env().rank != 0:
         if code == EXIT_CHECKPOINTED:
             print(f"[pretrain-llm] {run.run_id}: checkpointed, not finished; rerun to resume from {root}")
@@ -86,27 +88,29 @@ def run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_gpu_only_features(run) -> None:
-    """Clear errors before any process starts for what megatron-core cannot do on CPU / gloo."""
-    from pretrainflow.errors import ConfigError
-
-    where = f"pretrain.{run.run_id}.parallel"
-    if run.pipeline > 1:
-        raise ConfigError(f"{where}.pipeline: {run.pipeline} needs CUDA "
-                          "(megatron-core's pipeline schedules allocate CUDA tensors); use 1 on CPU")  # fmt: skip
-    if run.sequence_parallel:
-        raise ConfigError(f"{where}.sequence_parallel: needs CUDA (gloo has no reduce-scatter); use false on CPU")
+@contextlib.contextmanager
+def gpus_hidden(hide: bool):
+    """CPU ranks started inside see no GPU (CUDA_VISIBLE_DEVICES=""), so they run exactly as on a CPU machine."""
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hide:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from pretrainflow.results.rows import write_rows
     from pretrainflow.train.llm.evaluate import evaluate
-    from pretrainflow.train.llm.spec import llm_run_from_dict
+    from pretrainflow.train.llm.spec import LLMRunSpec
 
     spec = json.loads(args.spec)
-    run = llm_run_from_dict(spec)
     rows = evaluate(
-        run,
+        LLMRunSpec.from_dict(spec),
         corpora_dir=args.corpora_dir,
         model_path=args.model,
         summary_path=args.model.parent / "summary.json",

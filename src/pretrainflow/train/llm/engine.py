@@ -17,7 +17,7 @@ from functools import partial
 import torch
 import torch.distributed as dist
 
-from pretrainflow.train.llm.spec import LLMRun
+from pretrainflow.train.llm.spec import LLMRunSpec
 
 
 def masked_mean_loss(per_token_loss: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -45,15 +45,15 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     ]
 
 
-def make_scheduler(optimizer, run: LLMRun):
+def make_scheduler(optimizer, run: LLMRunSpec):
     """Linear warmup to ``lr`` over warmup_steps, then cosine to ``min_lr`` at train_steps (megatron-core's own)."""
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
-    opt = run.optimizer
+    opt, schedule = run.optimizer, run.schedule
     return OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=opt["lr"], min_lr=run.min_lr, lr_warmup_steps=run.warmup_steps,
-        lr_decay_steps=run.train_steps, lr_decay_style="cosine", start_wd=opt["weight_decay"],
-        end_wd=opt["weight_decay"], wd_incr_steps=run.train_steps, wd_incr_style="constant",
+        optimizer, init_lr=0.0, max_lr=opt.lr, min_lr=schedule.min_lr, lr_warmup_steps=schedule.warmup_steps,
+        lr_decay_steps=schedule.train_steps, lr_decay_style="cosine", start_wd=opt.weight_decay,
+        end_wd=opt.weight_decay, wd_incr_steps=schedule.train_steps, wd_incr_style="constant",
     )  # fmt: skip
 
 
@@ -62,11 +62,11 @@ class CpuEngine:
 
     device = "cpu"
 
-    def __init__(self, model, run: LLMRun) -> None:
+    def __init__(self, model, run: LLMRunSpec) -> None:
         opt = run.optimizer
         self.model, self.run = model, run
         self.optimizer = torch.optim.AdamW(
-            param_groups(model, opt["weight_decay"]), lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"]
+            param_groups(model, opt.weight_decay), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps
         )
         self.scheduler = make_scheduler(self.optimizer, run)
 
@@ -89,7 +89,7 @@ class CpuEngine:
                     param.grad /= dist.get_world_size(dp_group)
             dist.all_reduce(total, group=dp_group)
             total /= dist.get_world_size(dp_group)
-        grad_norm = self._clip(self.run.optimizer["grad_clip"])
+        grad_norm = self._clip(self.run.optimizer.grad_clip)
         self.optimizer.step()
         self.scheduler.step(increment=1)
         return float(total), grad_norm
@@ -124,7 +124,7 @@ class GpuEngine:
 
     device = "cuda"
 
-    def __init__(self, model, run: LLMRun) -> None:
+    def __init__(self, model, run: LLMRunSpec) -> None:
         from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
@@ -135,8 +135,8 @@ class GpuEngine:
         self.model = DistributedDataParallel(config=model.config, ddp_config=ddp_config, module=model)
         self.optimizer = get_megatron_optimizer(
             OptimizerConfig(
-                optimizer="adam", lr=opt["lr"], min_lr=run.min_lr, weight_decay=opt["weight_decay"],
-                adam_beta1=opt["betas"][0], adam_beta2=opt["betas"][1], adam_eps=opt["eps"], clip_grad=opt["grad_clip"],
+                optimizer="adam", lr=opt.lr, min_lr=run.schedule.min_lr, weight_decay=opt.weight_decay,
+                adam_beta1=opt.betas[0], adam_beta2=opt.betas[1], adam_eps=opt.eps, clip_grad=opt.grad_clip,
                 bf16=run.precision == "bf16", params_dtype=model.config.params_dtype, use_distributed_optimizer=True,
             ),
             [self.model],
@@ -160,14 +160,14 @@ class GpuEngine:
             model=[self.model],
             num_microbatches=len(micro_batches),
             seq_length=self.run.seq_length,
-            micro_batch_size=self.run.micro_batch,
+            micro_batch_size=self.run.batch.micro,
             forward_only=False,
         )
         _, grad_norm, _ = self.optimizer.step()
         self.scheduler.step(increment=1)
         loss = torch.zeros((), device=self.device)
         if parallel_state.is_pipeline_last_stage():
-            loss = torch.stack([item["lm loss"] for item in losses]).mean()
+            loss = mean_micro_batch_loss(losses)
         # Everyone reports the loss of the last pipeline stage, averaged over data-parallel replicas.
         dist.all_reduce(loss, group=parallel_state.get_pipeline_model_parallel_group())
         dist.all_reduce(loss, group=parallel_state.get_data_parallel_group())
@@ -190,10 +190,17 @@ def _gpu_forward_step(data_iterator, model, device):
 
     def loss_func(per_token_loss):
         loss = masked_mean_loss(per_token_loss, batch["loss_mask"])
-        return loss, {"lm loss": loss.detach()}
+        # A copy: megatron's schedule divides the returned loss in place by the number of micro-batches (for the
+        # backward pass); a plain .detach() shares that storage and would log loss / micro-batches.
+        return loss, {"lm loss": loss.detach().clone()}
 
     return output, loss_func
 
 
-def make_engine(model, run: LLMRun, device: str):
+def mean_micro_batch_loss(losses: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """The step's loss on this rank: the mean of the micro-batch losses ``_gpu_forward_step`` reported."""
+    return torch.stack([item["lm loss"] for item in losses]).mean()
+
+
+def make_engine(model, run: LLMRunSpec, device: str):
     return GpuEngine(model, run) if device == "cuda" else CpuEngine(model, run)

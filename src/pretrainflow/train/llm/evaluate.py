@@ -16,14 +16,14 @@ from typing import Any
 
 import torch
 
-from pretrainflow.train.llm.spec import LLMRun
+from pretrainflow.train.llm.spec import LLMRunSpec
 
 
-def load_published_model(run: LLMRun, model_path: Path, device: str = "cpu"):
+def load_published_model(run: LLMRunSpec, model_path: Path, device: str = "cpu"):
     """TP=1 GPTModel with the weights of a published model.safetensors (needs single_process_world()).
 
     Always the local layer spec with SDPA attention (the names model.safetensors uses; SDPA also runs on CUDA),
-    in fp32, then moved to ``device``.
+    in fp32, then moved to ``device`` (the rotary frequencies move with it: models/gpt_attention.py).
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -32,13 +32,14 @@ def load_published_model(run: LLMRun, model_path: Path, device: str = "cpu"):
 
     with safe_open(str(model_path), "pt") as handle:
         vocab_size = int(handle.metadata()["vocab_size"])
-    config = transformer_config(run.shape, device="cpu", params_dtype=torch.float32)
-    model = build_gpt_model(run.shape, vocab_size=vocab_size, seq_length=run.seq_length, device="cpu", config=config)
+    shape = run.gpt_shape()
+    config = transformer_config(shape, device="cpu", params_dtype=torch.float32)
+    model = build_gpt_model(shape, vocab_size=vocab_size, seq_length=run.seq_length, device="cpu", config=config)
     missing, unexpected = model.load_state_dict(load_file(str(model_path)), strict=False)
     missing = [key for key in missing if not key.endswith("_extra_state")]
     if missing or unexpected:
         raise RuntimeError(
-            f"{model_path}: weights do not match {run.shape.name} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            f"{model_path}: weights do not match {shape.name} (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     return model.to(device).eval(), vocab_size
 
@@ -60,7 +61,9 @@ def heldout_loss(model, dataset, *, batch: int, iters: int, device: str = "cpu")
     return total / max(count, 1), count
 
 
-def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: Path, cache_dir: Path) -> list[dict]:
+def evaluate(
+    run: LLMRunSpec, *, corpora_dir: Path, model_path: Path, summary_path: Path, cache_dir: Path
+) -> list[dict]:
     """Validation loss and perplexity rows of one run (single process, TP=1)."""
     import torch.distributed as dist
     from megatron.core import parallel_state
@@ -80,7 +83,7 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
             prefixes=[str(corpus_prefix(corpora_dir, run.corpus))],  # held-out text of the run's own corpus
             weights=None,
             tokenizer_path=corpora_dir / run.corpus / "tokenizer.json",
-            split=run.spec["corpus_spec"]["split"],
+            split=run.corpus_split,
             seq_length=run.seq_length,
             seed=run.seed,
             num_samples=(1, None, 0),  # valid: None = exactly one epoch of the split, no repeated samples
@@ -88,31 +91,29 @@ def evaluate(run: LLMRun, *, corpora_dir: Path, model_path: Path, summary_path: 
             is_first_rank=True,
         )
         if valid is None or len(valid) == 0:
-            raise RuntimeError(
-                f"corpus {run.corpus}: the validation split is empty (split {run.spec['corpus_spec']['split']})"
-            )
+            raise RuntimeError(f"corpus {run.corpus}: the validation split is empty (split {run.corpus_split})")
         start = time.time()
+        micro, global_batch = run.batch.micro, run.batch.global_batch
+        assert global_batch is not None  # resolved by LLMRunSpec
+        # eval.iters batches of batch.global sequences, read in micro-batches: e.g. 10 x 512 / 4 = 1,280 of 4
         loss, tokens = heldout_loss(
-            model,
-            valid,
-            batch=run.micro_batch,
-            iters=run.eval_iters * run.global_batch // run.micro_batch,
-            device=device,
+            model, valid, batch=micro, iters=run.eval.iters * global_batch // micro, device=device
         )
         eval_seconds = time.time() - start
     finally:
         parallel_state.destroy_model_parallel()
         dist.destroy_process_group()
     common = {
-        "run_id": run.run_id, "stage": "pretrain", "model": run.shape.name, "pretrain_source": run.corpus,
+        "run_id": run.run_id, "stage": "pretrain", "model": run.model["name"], "pretrain_source": run.corpus,
         "task": "heldout", "split": "valid", "step": summary["step"], "seed": run.seed,
         "dataset_checksum": manifest["checksum"], **stage_cost_fields(summary),
     }  # fmt: skip
     print(f"[evaluate-llm] {run.run_id}: held-out loss {loss:.4f} nats/token, perplexity {math.exp(loss):.2f} "
           f"over {tokens} tokens ({eval_seconds:.1f} s)")  # fmt: skip
+    resolved = run.to_dict()
     return [
-        make_row(config=run.spec, metric="loss", value=loss, **common),
-        make_row(config=run.spec, metric="perplexity", value=math.exp(loss), **common),
-        make_row(config=run.spec, metric="tokens_seen", value=float(summary["tokens"]), **common),
-        make_row(config=run.spec, metric="eval_tokens", value=float(tokens), **common),
+        make_row(config=resolved, metric="loss", value=loss, **common),
+        make_row(config=resolved, metric="perplexity", value=math.exp(loss), **common),
+        make_row(config=resolved, metric="tokens_seen", value=float(summary["tokens"]), **common),
+        make_row(config=resolved, metric="eval_tokens", value=float(tokens), **common),
     ]

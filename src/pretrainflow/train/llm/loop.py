@@ -18,15 +18,15 @@ import torch.distributed as dist
 from pretrainflow.io import atomic_write_json, config_hash
 from pretrainflow.train import checkpoints
 from pretrainflow.train.llm import checkpoint as llm_checkpoint
-from pretrainflow.train.llm.spec import LLMRun
+from pretrainflow.train.llm.spec import LLMRunSpec
 from pretrainflow.train.runlog import RunLog
 from pretrainflow.train.signals import EXIT_CHECKPOINTED, WalltimeGuard
 
 
 @dataclass(kw_only=True)
 class TrainLoop:
-    run: LLMRun
-    spec: dict[str, Any]
+    run: LLMRunSpec
+    spec: dict[str, Any]  # the --spec JSON as given: hashed into the checkpoint (and its directory)
     engine: Any
     stream: Any
     root: Path
@@ -76,13 +76,14 @@ class TrainLoop:
             "config_hash": config_hash(self.spec),
             "spec": json.dumps(self.spec, sort_keys=True),
         }
-        llm_checkpoint.save(self.root, self.step, model, optimizer, common, keep=self.run.checkpoint_keep)
+        llm_checkpoint.save(self.root, self.step, model, optimizer, common, keep=self.run.checkpoint.keep)
 
     def train(self, *, max_steps: int | None) -> int:
         """Resume, train up to ``max_steps`` (or train_steps), checkpoint; 0 when finished, 75 when stopped early."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.resume()
-        run, last = self.run, min(self.run.train_steps, max_steps or self.run.train_steps)
+        run = self.run
+        last = min(run.schedule.train_steps, max_steps or run.schedule.train_steps)
         log = RunLog(
             is_main=self.is_main,
             total_steps=last,
@@ -102,9 +103,10 @@ class TrainLoop:
                     step_seconds += seconds
                     trained_tokens += run.tokens_per_step
                     wall = self.wall_before + time.time() - segment_start
-                    if self.is_main and (self.step % run.log_every == 0 or self.step == last):
+                    if self.is_main and (self.step % run.log.every_steps == 0 or self.step == last):
                         self._log(log, loss, grad_norm, run.tokens_per_step / seconds, wall)
-                    if run.checkpoint_every and self.step % run.checkpoint_every == 0 and self.step < last:
+                    every = run.checkpoint.every_steps
+                    if every and self.step % every == 0 and self.step < last:
                         self.save(wall)
                     if guard.agreed():
                         self.save(wall)
@@ -120,7 +122,7 @@ class TrainLoop:
                 "tokens_per_s": trained_tokens / step_seconds if trained_tokens else None,
                 "world_size": dist.get_world_size(), "device": self.device,
             })  # fmt: skip
-        return 0 if self.step >= run.train_steps else EXIT_CHECKPOINTED
+        return 0 if self.step >= run.schedule.train_steps else EXIT_CHECKPOINTED
 
     def _log(self, log: RunLog, loss: float, grad_norm: float, tokens_per_s: float, wall: float) -> None:
         """One metrics row (rank 0): appended to metrics.jsonl, which survives resumes, and shown by the run log."""

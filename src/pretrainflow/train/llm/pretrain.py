@@ -9,6 +9,8 @@ Step arithmetic (default study): global 8 sequences x 128 tokens = 1,024 tokens/
 so each step is one micro-batch of 8 on the single data-parallel replica, split by heads/FFN across the 2 ranks.
 The loop reads top to bottom: set up the world -> model -> engine -> data -> resume -> steps (log, checkpoint,
 walltime signal) -> final checkpoint. It never writes the run's output directory: the launcher publishes that.
+Where a run trains (``run_device``): on CUDA when its ``devices.gpus_per_node`` > 0 and the node has the GPUs, else on
+``cpu_ranks`` gloo ranks that see no GPU.
 """
 
 from __future__ import annotations
@@ -21,10 +23,66 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from pretrainflow.train.llm.spec import LLMRun, llm_run_from_dict
+from pretrainflow.errors import ConfigError
+from pretrainflow.train.llm.spec import LLMRunSpec
 
 
-def setup_world(run: LLMRun, device: str) -> None:
+def run_device(run: LLMRunSpec, *, cuda_devices: int, transformer_engine: bool) -> str:
+    """Where ``run`` trains on a node with ``cuda_devices`` CUDA devices ("cuda" or "cpu"), or a ConfigError naming the
+    key this machine cannot honour (checked by the launcher before any process starts, and by every worker).
+
+    ``devices.gpus_per_node`` > 0 on a CUDA node: one rank per GPU. Otherwise ``cpu_ranks`` gloo ranks: a run with
+    gpus_per_node 0 is a CPU run on any machine (the launcher hides a CUDA node's GPUs from its ranks), and a GPU run
+    on a machine without CUDA trains on CPU.
+
+    >>> run = LLMRunSpec.from_dict({"run_id": "r", "model": {"name": "gpt_micro"}, "corpus": "c", "seq_length": 32,
+    ...     "batch": {"micro": 4, "global": 8}, "schedule": {"train_steps": 8}, "devices": {"gpus_per_node": 1}})
+    >>> [run_device(run, cuda_devices=gpus, transformer_engine=False) for gpus in (1, 0)]
+    ['cuda', 'cpu']
+    """
+    where, devices, parallel = f"pretrain.{run.run_id}", run.devices, run.parallel
+    if cuda_devices and devices.gpus_per_node:
+        if devices.gpus_per_node > cuda_devices:  # rank r of a node takes its GPU r
+            raise ConfigError(f"{where}.devices.gpus_per_node: {devices.gpus_per_node}, but this node has "
+                              f"{cuda_devices} CUDA device(s)")  # fmt: skip
+        if parallel.sequence_parallel and not transformer_engine:
+            raise ConfigError(f"{where}.parallel.sequence_parallel: needs Transformer Engine (megatron-core's "
+                              "torch norms refuse sequence parallelism); install transformer_engine or use false")  # fmt: skip
+        return "cuda"
+    if parallel.pipeline > 1:
+        raise ConfigError(f"{where}.parallel.pipeline: {parallel.pipeline} needs CUDA "
+                          "(megatron-core's pipeline schedules allocate CUDA tensors); use 1 on CPU")  # fmt: skip
+    if parallel.sequence_parallel:
+        raise ConfigError(
+            f"{where}.parallel.sequence_parallel: needs CUDA (gloo has no reduce-scatter); use false on CPU"
+        )
+    return "cpu"
+
+
+def this_machine_device(run: LLMRunSpec) -> str:
+    """``run_device`` for this machine: its CUDA devices and whether Transformer Engine imports."""
+    from pretrainflow.models.gpt import transformer_engine_available
+
+    cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return run_device(
+        run, cuda_devices=cuda_devices, transformer_engine=cuda_devices > 0 and transformer_engine_available()
+    )
+
+
+def worker_device(run: LLMRunSpec) -> str:
+    """``this_machine_device`` in a rank: CPU ranks must not see a GPU (they would run the CPU path on a machine that
+    megatron-core and dist_checkpointing treat as a CUDA one), which pretrain-llm ensures for the ranks it starts."""
+    device = this_machine_device(run)
+    if device == "cpu" and torch.cuda.is_available():
+        raise ConfigError(
+            f"pretrain.{run.run_id}.devices.gpus_per_node: {run.devices.gpus_per_node} (CPU ranks), but this "
+            "process sees CUDA devices; start it through `pretrainflow pretrain-llm`, or with CUDA_VISIBLE_DEVICES= "
+            "to hide them"
+        )
+    return device
+
+
+def setup_world(run: LLMRunSpec, device: str) -> None:
     """torch.distributed (NCCL on GPUs, gloo on CPU) from torchrun-style env, then megatron-core's parallel groups."""
     from megatron.core import parallel_state
 
@@ -45,7 +103,7 @@ def setup_world(run: LLMRun, device: str) -> None:
             backend="nccl" if device == "cuda" else "gloo", rank=world.rank, world_size=world.world_size
         )
     parallel_state.initialize_model_parallel(
-        tensor_model_parallel_size=run.tensor, pipeline_model_parallel_size=run.pipeline
+        tensor_model_parallel_size=run.parallel.tensor, pipeline_model_parallel_size=run.parallel.pipeline
     )
 
 
@@ -66,12 +124,16 @@ def seed_everything(seed: int, device: str) -> None:
         model_parallel_cuda_manual_seed(seed)
 
 
-def build_model(run: LLMRun, vocab_size: int, device: str):
+def build_model(run: LLMRunSpec, vocab_size: int, device: str):
+    """The run's GPTModel on ``device``: bf16 parameters on CUDA when ``precision`` is bf16, fp32 otherwise."""
     from pretrainflow.models.gpt import build_gpt_model, transformer_config
 
+    shape = run.gpt_shape()
     dtype = torch.bfloat16 if device == "cuda" and run.precision == "bf16" else torch.float32
-    config = transformer_config(run.shape, device=device, params_dtype=dtype, sequence_parallel=run.sequence_parallel)
-    return build_gpt_model(run.shape, vocab_size=vocab_size, seq_length=run.seq_length, device=device, config=config)
+    config = transformer_config(
+        shape, device=device, params_dtype=dtype, sequence_parallel=run.parallel.sequence_parallel
+    )
+    return build_gpt_model(shape, vocab_size=vocab_size, seq_length=run.seq_length, device=device, config=config)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -92,8 +154,8 @@ def train_worker(argv: list[str]) -> int:
 
     args = _parse(argv)
     spec = json.loads(args.spec)
-    run = llm_run_from_dict(spec)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    run = LLMRunSpec.from_dict(spec)
+    device = worker_device(run)
     setup_world(run, device)
     try:
         from megatron.core import parallel_state
@@ -103,25 +165,26 @@ def train_worker(argv: list[str]) -> int:
         vocab_size = load_tokenizer(tokenizer_path).get_vocab_size()
         seed_everything(run.seed, device)
         engine = make_engine(build_model(run, vocab_size, device), run, device)
-        world = dist.get_world_size()
+        world, global_batch = dist.get_world_size(), run.batch.global_batch
+        assert global_batch is not None  # resolved by LLMRunSpec
         prefixes, weights = blend_prefixes(args.corpora_dir, run.blend)
         train, _, _ = build_gpt_datasets(
             prefixes=prefixes,
             weights=weights,
             tokenizer_path=tokenizer_path,
-            split=spec["corpus_spec"]["split"],
+            split=run.corpus_split,
             seq_length=run.seq_length,
             seed=run.seed,
-            num_samples=(run.train_steps * run.global_batch, 0, 0),
+            num_samples=(run.schedule.train_steps * global_batch, 0, 0),
             cache_dir=args.checkpoint_dir / "data_cache",
             is_first_rank=dist.get_rank() == 0,
         )
         stream = BatchStream(
             train,
-            micro=run.micro_batch,
-            global_batch=run.global_batch,
+            micro=run.batch.micro,
+            global_batch=global_batch,
             dp_rank=parallel_state.get_data_parallel_rank(),
-            dp_size=run.data_parallel(world),
+            dp_size=run.parallel.data_parallel(world),
         )
         loop = TrainLoop(run=run, spec=spec, engine=engine, stream=stream, root=args.checkpoint_dir, device=device)
         return loop.train(max_steps=args.max_steps)

@@ -17,8 +17,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from pretrainflow.errors import PretrainflowError
 from pretrainflow.train import checkpoints
-from pretrainflow.train.llm.spec import LLMRun
+from pretrainflow.train.llm.spec import LLMRunSpec
 from pretrainflow.train.mfu import device_name
 from pretrainflow.train.publish import LossAxis, device_fields, write_stage_dir
 
@@ -37,15 +38,16 @@ def single_process_world():
     parallel_state.initialize_model_parallel(1, 1)
 
 
-def load_consolidated_model(run: LLMRun, vocab_size: int, checkpoint: Path):
+def load_consolidated_model(run: LLMRunSpec, vocab_size: int, checkpoint: Path):
     """TP=1 CPU GPTModel with the weights of ``checkpoint`` (needs single_process_world())."""
     import torch
 
     from pretrainflow.models.gpt import build_gpt_model, transformer_config
     from pretrainflow.train.llm.checkpoint import load_model_only
 
-    config = transformer_config(run.shape, device="cpu", params_dtype=torch.float32)
-    model = build_gpt_model(run.shape, vocab_size=vocab_size, seq_length=run.seq_length, device="cpu", config=config)
+    shape = run.gpt_shape()
+    config = transformer_config(shape, device="cpu", params_dtype=torch.float32)
+    model = build_gpt_model(shape, vocab_size=vocab_size, seq_length=run.seq_length, device="cpu", config=config)
     load_model_only(checkpoint, model)
     return model
 
@@ -55,14 +57,17 @@ def plain_state_dict(model) -> dict[str, Any]:
     return {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
 
 
-def publish(run: LLMRun, vocab_size: int, checkpoint_root: Path, out_dir: Path) -> dict[str, Any]:
+def publish(run: LLMRunSpec, vocab_size: int, checkpoint_root: Path, out_dir: Path) -> dict[str, Any]:
     """Write the run directory from the finished checkpoint (see module docstring); returns the summary."""
     import torch.distributed as dist
     from megatron.core import parallel_state
 
     from pretrainflow.models.gpt import padded_vocab_size
 
-    final = json.loads((checkpoint_root / "final.json").read_text())
+    final_path = checkpoint_root / "final.json"
+    if not final_path.is_file():  # rank 0 writes it when training ends: no worker trained to the end
+        raise PretrainflowError(f"{final_path}: missing, so no rank finished training {run.run_id}; nothing to publish")
+    final = json.loads(final_path.read_text())
     step, path = checkpoints.latest(checkpoint_root)
     single_process_world()
     try:
@@ -71,17 +76,17 @@ def publish(run: LLMRun, vocab_size: int, checkpoint_root: Path, out_dir: Path) 
     finally:
         parallel_state.destroy_model_parallel()
         dist.destroy_process_group()
-    world = int(final["world_size"])
+    world, shape, parallel = int(final["world_size"]), run.gpt_shape(), run.parallel
     summary = {
-        "run_id": run.run_id, "model": run.shape.name, "corpus": run.corpus, "step": step, "tokens": final["tokens"],
+        "run_id": run.run_id, "model": shape.name, "corpus": run.corpus, "step": step, "tokens": final["tokens"],
         "throughput": final["tokens_per_s"], "throughput_unit": "tokens/s", "world_size": world,
         **device_fields(world_size=world, device_name=device_name(str(final["device"])), wall=final["wall_seconds"],
-                        train_flops_per_item=run.shape.flops_per_token(padded_vocab_size(vocab_size), run.seq_length),
+                        train_flops_per_item=shape.flops_per_token(padded_vocab_size(vocab_size), run.seq_length),
                         items_per_s=final["tokens_per_s"]),
         "parameters": sum(t.numel() for t in tensors.values()), "vocab_size": vocab_size,
-        "parallel": {"tensor": run.tensor, "pipeline": run.pipeline, "data": run.data_parallel(world)},
+        "parallel": {"tensor": parallel.tensor, "pipeline": parallel.pipeline, "data": parallel.data_parallel(world)},
     }  # fmt: skip
-    metadata = {"shape": json.dumps(run.spec["model"], sort_keys=True), "vocab_size": str(vocab_size),
+    metadata = {"shape": json.dumps(run.model, sort_keys=True), "vocab_size": str(vocab_size),
                 "seq_length": str(run.seq_length), "step": str(step), "format": "megatron-core GPTModel, TP=1"}  # fmt: skip
     metrics = [json.loads(line) for line in (checkpoint_root / "metrics.jsonl").read_text().splitlines()]
     write_stage_dir(
@@ -90,7 +95,7 @@ def publish(run: LLMRun, vocab_size: int, checkpoint_root: Path, out_dir: Path) 
         weights_meta=metadata,
         metrics=metrics,
         summary=summary,
-        config=run.spec,
+        config=run.to_dict(),
         tb_dir=checkpoint_root / "tensorboard",
         title=run.run_id,
         axis=TOKENS_AXIS,

@@ -11,7 +11,9 @@ Example (the default study's run, after the loader merged in ``run_id``, ``seed`
 Sections are typed like the ViT run's (train/vit/spec.py) and share its vocabulary (train/spec.py): ``batch``,
 ``checkpoint``, ``log``, ``devices``, ``schedule.min_lr``, ``optimizer.betas``. World size = nodes x gpus_per_node on
 GPUs, else cpu_ranks (one node). Data parallel = world / (tensor x pipeline). Global batch = micro x data_parallel x
-accumulation steps (in sequences); tokens/step = global x seq_length. ``LLMRun`` is the flat view the engine reads.
+accumulation steps (in sequences); tokens/step = global x seq_length. Training, evaluation and publishing read the
+typed ``LLMRunSpec`` (``LLMRunSpec.from_dict(json.loads(spec))``); ``to_dict()`` gives back the resolved dict that is
+hashed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ class ParallelSpec:
         flag("sequence_parallel", self.sequence_parallel)
         if self.sequence_parallel and self.tensor == 1:
             raise ValueError("sequence_parallel: needs parallel.tensor > 1")
+
+    @property
+    def model_parallel(self) -> int:
+        """Ranks that hold one replica of the model: tensor x pipeline."""
+        return self.tensor * self.pipeline
+
+    def data_parallel(self, world: int) -> int:
+        """Model replicas in a world of ``world`` ranks (e.g. 32 GPUs at TP 2 x PP 1 -> 16)."""
+        return world // self.model_parallel
 
 
 @dataclass(kw_only=True, slots=True)
@@ -122,7 +133,11 @@ _NESTED = {
 
 @dataclass(kw_only=True, slots=True)
 class LLMRunSpec:
-    """One GPT pretraining run (a ``pretrain.<name>`` entry with ``kind: llm``)."""
+    """One GPT pretraining run (a ``pretrain.<name>`` entry with ``kind: llm``), as training reads it.
+
+    Batch arithmetic: ``devices.world_size(cuda=)``, ``parallel.data_parallel(world)``, ``accumulation(world)``,
+    ``tokens_per_step``; the model: ``gpt_shape()``; the hashed dict: ``to_dict()``.
+    """
 
     kind: str = "llm"
     model: dict[str, Any]  # {"name": <registered GPT shape>, **overrides of its fields}
@@ -155,13 +170,12 @@ class LLMRunSpec:
             raise ValueError(f"corpus: expected the name of a corpus, got {self.corpus!r}")
         self._check_blend()
         positive_int("seq_length", self.seq_length, minimum=8)
-        world = planned_world_size(self.devices)
-        model_parallel = self.parallel.tensor * self.parallel.pipeline
+        world, model_parallel = planned_world_size(self.devices), self.parallel.model_parallel
         if world % model_parallel:
             raise ValueError(
                 f"parallel: tensor x pipeline = {model_parallel} must divide the world size {world} (devices)"
             )
-        self.batch.resolve(world // model_parallel)
+        self.batch.resolve(self.parallel.data_parallel(world))
         if self.schedule.min_lr > self.optimizer.lr:
             raise ValueError(
                 f"schedule.min_lr: expected <= optimizer.lr = {self.optimizer.lr}, got {self.schedule.min_lr}"
@@ -173,6 +187,26 @@ class LLMRunSpec:
         """The registered shape ``model.name`` with the other ``model`` keys as overrides."""
         overrides = {key: value for key, value in self.model.items() if key != "name"}
         return create_gpt_shape(self.model["name"], **overrides)
+
+    def accumulation(self, world: int) -> int:
+        """Micro-batches per optimizer step on each data-parallel rank (global / (micro x data parallel))."""
+        return self.batch.accumulation(self.parallel.data_parallel(world))
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens per optimizer step: global batch (sequences) x seq_length, e.g. 512 x 4,096 = 2,097,152."""
+        assert self.batch.global_batch is not None  # resolved by __post_init__
+        return self.batch.global_batch * self.seq_length
+
+    @property
+    def corpus_split(self) -> str:
+        """The train/valid/test split of the run's corpus ("98,1,1"), from the merged-in ``corpus_spec``."""
+        if not (isinstance(self.corpus_spec, Mapping) and "split" in self.corpus_spec):
+            raise ConfigError(
+                f"pretrain.{self.run_id}.corpus_spec: expected the corpus's resolved spec with a 'split' "
+                f"(merged in by the study loader), got {self.corpus_spec!r}"
+            )
+        return str(self.corpus_spec["split"])
 
     def _check_blend(self) -> None:
         if self.blend is None:
@@ -199,92 +233,6 @@ class LLMRunSpec:
             if resolved[key] is None:
                 del resolved[key]
         return resolved
-
-
-@dataclass(kw_only=True, slots=True)
-class LLMRun:
-    """A resolved LLM run: the fields training needs, plus ``spec`` (the resolved dict that is hashed).
-
-    ``optimizer`` = {"name": "adamw", "lr", "weight_decay", "betas": [b1, b2], "eps", "grad_clip"}.
-    """
-
-    run_id: str
-    seed: int
-    shape: GPTShape
-    corpus: str
-    blend: dict[str, float]
-    tensor: int
-    pipeline: int
-    sequence_parallel: bool
-    seq_length: int
-    micro_batch: int
-    global_batch: int
-    optimizer: dict[str, Any]
-    train_steps: int
-    warmup_steps: int
-    min_lr: float
-    nodes: int
-    gpus_per_node: int
-    cpu_ranks: int
-    cpus_per_rank: int
-    mem_mb: int
-    runtime_minutes: int
-    checkpoint_every: int
-    checkpoint_keep: int
-    eval_iters: int
-    log_every: int
-    precision: str
-    spec: dict[str, Any] = field(default_factory=dict)
-
-    def world_size(self, *, cuda: bool) -> int:
-        """Processes: nodes x gpus_per_node on GPUs, cpu_ranks on CPU."""
-        return self.nodes * self.gpus_per_node if cuda else self.cpu_ranks
-
-    def data_parallel(self, world: int) -> int:
-        return world // (self.tensor * self.pipeline)
-
-    def accumulation(self, world: int) -> int:
-        """Micro-batches per optimizer step on each data-parallel rank."""
-        return self.global_batch // (self.micro_batch * self.data_parallel(world))
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.global_batch * self.seq_length
-
-
-def llm_run_from_dict(spec: Mapping[str, Any], where: str = "pretrain") -> LLMRun:
-    """Validate and resolve a run mapping; ConfigError messages start with ``where``."""
-    typed = LLMRunSpec.from_dict(spec, where)
-    assert typed.blend is not None  # filled in by __post_init__
-    return LLMRun(
-        run_id=typed.run_id,
-        seed=typed.seed,
-        shape=typed.gpt_shape(),
-        corpus=typed.corpus,
-        blend=dict(typed.blend),
-        tensor=typed.parallel.tensor,
-        pipeline=typed.parallel.pipeline,
-        sequence_parallel=typed.parallel.sequence_parallel,
-        seq_length=typed.seq_length,
-        micro_batch=typed.batch.micro,
-        global_batch=typed.batch.global_batch,
-        optimizer=to_dict(typed.optimizer),
-        train_steps=typed.schedule.train_steps,
-        warmup_steps=typed.schedule.warmup_steps,
-        min_lr=typed.schedule.min_lr,
-        nodes=typed.devices.nodes,
-        gpus_per_node=typed.devices.gpus_per_node,
-        cpu_ranks=typed.devices.cpu_ranks,
-        cpus_per_rank=typed.devices.cpus_per_rank,
-        mem_mb=typed.devices.mem_mb,
-        runtime_minutes=typed.devices.runtime_minutes,
-        checkpoint_every=typed.checkpoint.every_steps,
-        checkpoint_keep=typed.checkpoint.keep,
-        eval_iters=typed.eval.iters,
-        log_every=typed.log.every_steps,
-        precision=typed.precision,
-        spec=typed.to_dict(),
-    )
 
 
 def check_llm_run(spec: Mapping[str, Any], where: str) -> dict[str, Any]:
