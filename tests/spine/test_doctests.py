@@ -4,24 +4,28 @@ import doctest
 
 import pytest
 
-import pretrainflow.errors
 import pretrainflow.models.registry
 import pretrainflow.provenance
 import pretrainflow.results.rows
 import pretrainflow.results.table
+import pretrainflow.spec_fields
+import pretrainflow.study.ablations
 import pretrainflow.study.layout
+import pretrainflow.study.replicates
 import pretrainflow.train.checkpoints
 import pretrainflow.train.devices
 import pretrainflow.train.mfu
 import pretrainflow.train.publish
 
 MODULES = [
-    pretrainflow.errors,
     pretrainflow.models.registry,
     pretrainflow.provenance,
     pretrainflow.results.rows,
     pretrainflow.results.table,
+    pretrainflow.spec_fields,
+    pretrainflow.study.ablations,
     pretrainflow.study.layout,
+    pretrainflow.study.replicates,
     pretrainflow.train.checkpoints,
     pretrainflow.train.devices,
     pretrainflow.train.mfu,

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pretrainflow.errors import ConfigError, expect
+from pretrainflow.errors import ConfigError
 from pretrainflow.models.registry import Registry
+from pretrainflow.spec_fields import flag, number, one_of, positive_int
 
 VOCAB_PAD_MULTIPLE = 128  # Megatron convention: padded vocab divisible by 128 (and so by any TP degree <= 128)
 
@@ -44,42 +45,28 @@ class GPTShape:
     init_method_std: float = 0.02
 
     def __post_init__(self) -> None:
+        # Field checks raise ValueError("<key>: ..."); create_gpt_shape prefixes the study path (model.<key>).
         for key in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size"):
-            value = getattr(self, key)
-            expect(isinstance(value, int) and value >= 1, f"model.{key}", f"expected an integer >= 1, got {value!r}")
-        groups = self.query_groups
-        expect(
-            self.hidden_size % self.num_attention_heads == 0,
-            "model.hidden_size",
-            f"expected a multiple of num_attention_heads={self.num_attention_heads}, got {self.hidden_size}",
-        )
-        expect(
-            groups >= 1 and self.num_attention_heads % groups == 0,
-            "model.num_query_groups",
-            f"expected a divisor of num_attention_heads={self.num_attention_heads}, got {groups}",
-        )
-        expect(
-            self.num_query_groups is None or (isinstance(self.num_query_groups, int) and self.num_query_groups >= 1),
-            "model.num_query_groups",
-            f"expected an integer >= 1 (or null for one group per head), got {self.num_query_groups!r}",
-        )
-        for key, low in (("norm_epsilon", 0.0), ("init_method_std", 0.0)):
-            value = getattr(self, key)
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > low
-            expect(ok, f"model.{key}", f"expected a number > {low}, got {value!r}")
-        expect(
-            isinstance(self.rotary_base, int | float)
-            and not isinstance(self.rotary_base, bool)
-            and self.rotary_base >= 1,
-            "model.rotary_base",
-            f"expected a number >= 1, got {self.rotary_base!r}",
-        )
-        expect(self.normalization in ("RMSNorm", "LayerNorm"), "model.normalization", "expected RMSNorm or LayerNorm")
-        expect(
-            self.position_embedding in ("rope", "learned_absolute"),
-            "model.position_embedding",
-            f"expected 'rope' or 'learned_absolute', got {self.position_embedding!r}",
-        )
+            positive_int(key, getattr(self, key))
+        if self.num_query_groups is not None:
+            positive_int("num_query_groups", self.num_query_groups)  # null: one group per head
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size: expected a multiple of num_attention_heads={self.num_attention_heads}, "
+                f"got {self.hidden_size}"
+            )
+        if self.num_attention_heads % self.query_groups:
+            raise ValueError(
+                f"num_query_groups: expected a divisor of num_attention_heads={self.num_attention_heads}, "
+                f"got {self.query_groups}"
+            )
+        number("norm_epsilon", self.norm_epsilon, 0.0, open_low=True)
+        number("init_method_std", self.init_method_std, 0.0, open_low=True)
+        number("rotary_base", self.rotary_base, 1.0)
+        one_of("normalization", self.normalization, ["RMSNorm", "LayerNorm"])
+        one_of("position_embedding", self.position_embedding, ["rope", "learned_absolute"])
+        flag("swiglu", self.swiglu)
+        flag("tie_embeddings", self.tie_embeddings)
 
     @property
     def query_groups(self) -> int:
@@ -92,12 +79,12 @@ class GPTShape:
     def check_parallel(self, tensor: int, pipeline: int, where: str = "parallel") -> None:
         """Tensor parallel splits heads, query groups and the FFN; pipeline parallel splits layers."""
         for key, value in (("query groups", self.query_groups), ("ffn_hidden_size", self.ffn_hidden_size)):
-            expect(value % tensor == 0, f"{where}.tensor", f"{tensor} does not divide {key}={value} of {self.name}")
-        expect(
-            self.num_layers % pipeline == 0,
-            f"{where}.pipeline",
-            f"{pipeline} does not divide num_layers={self.num_layers} of {self.name}",
-        )
+            if value % tensor:
+                raise ConfigError(f"{where}.tensor: {tensor} does not divide {key}={value} of {self.name}")
+        if self.num_layers % pipeline:
+            raise ConfigError(
+                f"{where}.pipeline: {pipeline} does not divide num_layers={self.num_layers} of {self.name}"
+            )
 
     def num_parameters(self, vocab_size: int) -> int:
         """Parameter count (padded vocab), for FLOPs and logs."""
@@ -157,14 +144,16 @@ def llama_8b(**kw: Any) -> GPTShape:
 
 def create_gpt_shape(name: str, where: str = "model", **overrides: Any) -> GPTShape:
     """The registered shape ``name`` with ``overrides`` applied; errors name ``where`` and the known names."""
-    expect(name in GPTS, f"{where}.name", f"expected one of {list_gpts()}, got {name!r}")
+    if name not in GPTS:
+        raise ConfigError(f"{where}.name: expected one of {list_gpts()}, got {name!r}")
     fields = {f.name for f in dataclasses.fields(GPTShape)} - {"name"}
     unknown = sorted(set(overrides) - fields)
-    expect(not unknown, where, f"unknown model keys {unknown}; expected some of {sorted(fields)}")
+    if unknown:
+        raise ConfigError(f"{where}: unknown model keys {unknown}; expected some of {sorted(fields)}")
     try:
         return GPTS.factory(name)(**overrides)
-    except ConfigError as err:
-        raise ConfigError(f"{where}.{str(err).removeprefix('model.')}") from None
+    except ValueError as err:
+        raise ConfigError(f"{where}.{err}") from None
 
 
 def padded_vocab_size(vocab_size: int) -> int:
