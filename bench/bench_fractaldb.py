@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_fractaldb.py                       # search 30 categories, render 2 x 1,000 at 362 px
     .venv/bin/python bench/bench_fractaldb.py --search 1000 --verify /work/shared/reference-data/fractaldb1k-categories
     .venv/bin/python bench/bench_fractaldb.py --search 0 --classes 8 --torch-device cuda   # the GPU path, on a GPU
+    python bench/bench_fractaldb.py --torch-only --classes 16 --instances 100 --size 362 --torch-device cuda \
+        --json $OUT/fdb362.json                                    # the torch renderer alone (bench/gpu_check.sh)
 
 Published baselines measured on these machines (2-core VMs): search about 4 s per accepted category (1,180 trials for
 30 categories in 126 s); rendering about 1.0 image/s per core. Goals: search >= 20x (<= 0.2 s per category), render
@@ -14,8 +16,10 @@ printed next to them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -82,8 +86,11 @@ def bench_render(classes: int, instances: int, size: int, encode: bool) -> None:
     )
 
 
-def bench_torch(classes: int, instances: int, size: int, device: str) -> None:
-    """The torch renderer (gpu.py): on a GPU when one is present; on the CPU it only shows that the path runs."""
+def bench_torch(classes: int, instances: int, size: int, device: str) -> dict:
+    """The torch renderer (gpu.py): on a GPU when one is present; on the CPU it only shows that the path runs.
+
+    Timed in two parts: the chaos games of all categories in one batch (``prepare``: coverages and last writers),
+    then painting every image (mask draws on the host, a gather and flips on the device)."""
     import torch
 
     from pretrainflow.datasets.gpu import FractalDBTorchRenderer
@@ -103,13 +110,30 @@ def bench_torch(classes: int, instances: int, size: int, device: str) -> None:
     renderer = FractalDBTorchRenderer(spec, family.search(ds, params), device=device, classes_per_batch=classes)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     start = time.perf_counter()
+    renderer.prepare(list(range(classes)))
+    sync()
+    prepared = time.perf_counter()
     images = renderer.render(range(classes * instances))
     sync()
-    seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    seconds = end - start
+    figures = {
+        "device": device,
+        "image_size": size,
+        "classes": classes,
+        "instances": instances,
+        "num_points": params.num_points,
+        "images": len(images),
+        "chaos_game_seconds": prepared - start,
+        "paint_seconds": end - prepared,
+        "images_per_s": len(images) / seconds,
+    }
     print(
-        f"torch renderer on {device}: {len(images)} images of {size} px in {seconds:.1f} s wall = "
-        f"{len(images) / seconds:.1f} images/s (chaos games, last writers and masks included)"
+        f"torch renderer on {device}: {len(images)} images of {size} px ({classes} categories x {instances}, "
+        f"{params.num_points} points) in {seconds:.1f} s wall = {len(images) / seconds:.1f} images/s "
+        f"(chaos games of the batch {prepared - start:.1f} s, painting {end - prepared:.1f} s)"
     )
+    return figures
 
 
 def main() -> None:
@@ -120,17 +144,21 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1000, help="instances per category (published: 1,000)")
     parser.add_argument("--size", type=int, default=362)
     parser.add_argument("--torch-device", default=None, help="also time the torch renderer on this device (e.g. cuda)")
+    parser.add_argument("--torch-only", action="store_true", help="only the torch renderer (no search, no numpy)")
+    parser.add_argument("--json", type=Path, help="write the torch renderer's figures here")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    if args.search:
+    if args.search and not args.torch_only:
         bench_search(args.search, args.verify)
-    if args.classes:
+    if args.classes and not args.torch_only:
         bench_render(args.classes, args.instances, args.size, encode=False)
         bench_render(args.classes, args.instances, args.size, encode=True)
-    if args.torch_device:
-        bench_torch(max(args.classes, 1), args.instances, args.size, args.torch_device)
+    if args.torch_device or args.torch_only:
+        figures = bench_torch(max(args.classes, 1), args.instances, args.size, args.torch_device or "cpu")
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

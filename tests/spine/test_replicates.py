@@ -5,7 +5,6 @@ import json
 import pytest
 
 from pretrainflow.datasets.spec import resolve
-
 from pretrainflow.errors import ConfigError
 from pretrainflow.study.load import load_study
 from pretrainflow.study.replicates import CellRef, spec_identity

@@ -8,8 +8,11 @@
                               node_rank * procs_per_node + local_rank)
     several nodes, PBS/SGE -> ``mpirun -np N*G --npernode G -hostfile F -x MASTER_ADDR -x MASTER_PORT ... python -m
                               pretrainflow.launch.worker entry args``; ranks come from OMPI_COMM_WORLD_* (as the lab
-                              recipes on ABCI and TSUBAME do; ABCI's hpcx module provides Open MPI)
-Every process gets MASTER_ADDR = first host, MASTER_PORT = 10000 + job id mod 50000 (pretrainflow.launch.discover).
+                              recipes on ABCI and TSUBAME do; ABCI's hpcx module provides Open MPI), and each worker
+                              exports them as RANK/LOCAL_RANK/WORLD_SIZE before training starts (launch/worker.py)
+Every process gets MASTER_ADDR = first host, MASTER_PORT = 10000 + job id mod 50000 (pretrainflow.launch.discover),
+and the environment of pretrainflow.launch.env (world variables, shared TorchInductor cache); mpirun forwards NCCL_*,
+LD_LIBRARY_PATH and the rest of ``env.forwarded_names`` to the other nodes.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pretrainflow.launch.discover import JobLayout, discover_job
-from pretrainflow.launch.local import _wait_all, _worker_argv, run_distributed
+from pretrainflow.launch.env import forwarded_names, inductor_cache_dir, worker_env
+from pretrainflow.launch.local import _launched, _wait_all, _worker_argv, run_distributed
 from pretrainflow.launch.world import World
 
 
@@ -44,7 +48,7 @@ def node_worlds(layout: JobLayout, procs_per_node: int) -> list[World]:
 def spawn_node(entry: str, args: Sequence[str], layout: JobLayout, procs_per_node: int) -> int:
     """Start this node's workers with their global ranks; wait for all; return the first failure's exit code."""
     procs = [
-        subprocess.Popen(_worker_argv(entry, args), env={**os.environ, **world.env()})
+        subprocess.Popen(_worker_argv(entry, args), env=worker_env(os.environ, world))
         for world in node_worlds(layout, procs_per_node)
     ]
     return _wait_all(procs)
@@ -57,14 +61,37 @@ def write_hostfile(layout: JobLayout, procs_per_node: int, path: str | os.PathLi
     return path
 
 
-def mpirun_argv(layout: JobLayout, procs_per_node: int, hostfile: Path, entry: str, args: Sequence[str]) -> list[str]:
-    """mpirun over all nodes; environment variables are forwarded by name (-x), never spelled into a shell line."""
+def mpirun_argv(
+    layout: JobLayout,
+    procs_per_node: int,
+    hostfile: Path,
+    entry: str,
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """mpirun over all nodes; the variables of ``env`` (default: os.environ) that ``forwarded_names`` picks are passed
+    on by name (-x), never spelled into a shell line."""
+    forward = [item for name in forwarded_names(os.environ if env is None else env) for item in ("-x", name)]
     return [
         "mpirun", "-np", str(layout.num_nodes * procs_per_node), "--npernode", str(procs_per_node),
-        "-hostfile", str(hostfile), "-bind-to", "none",
-        "-x", "MASTER_ADDR", "-x", "MASTER_PORT", "-x", "CUDA_DEVICE_MAX_CONNECTIONS", "-x", "PATH", "-x", "PYTHONPATH",
+        "-hostfile", str(hostfile), "-bind-to", "none", *forward,
         *_worker_argv(entry, args),
     ]  # fmt: skip
+
+
+def launcher_env(base: Mapping[str, str], layout: JobLayout) -> dict[str, str]:
+    """The environment of srun / mpirun: ``base`` plus the job's rendezvous and the shared TorchInductor cache (the
+    per-rank variables are added on each node: node.py under srun, worker.py under mpirun)."""
+    env = {
+        **base,
+        "MASTER_ADDR": layout.master_addr,
+        "MASTER_PORT": str(layout.master_port),
+        "CUDA_DEVICE_MAX_CONNECTIONS": "1",
+    }
+    cache = inductor_cache_dir(base)
+    if cache is not None:
+        env["TORCHINDUCTOR_CACHE_DIR"] = cache
+    return env
 
 
 def srun_argv(layout: JobLayout, procs_per_node: int, entry: str, args: Sequence[str]) -> list[str]:
@@ -75,19 +102,15 @@ def srun_argv(layout: JobLayout, procs_per_node: int, entry: str, args: Sequence
     ]  # fmt: skip
 
 
-def _launched_already(env: Mapping[str, str]) -> bool:
-    return ("RANK" in env and "WORLD_SIZE" in env) or "OMPI_COMM_WORLD_RANK" in env
-
-
 def run_job(entry: str, args: Sequence[str], procs_per_node: int, env: Mapping[str, str] | None = None) -> int:
     """Run ``entry`` with ``procs_per_node`` processes on every node of the current job (see module docstring)."""
     env = os.environ if env is None else env
     layout = discover_job(env)
-    if _launched_already(env) or layout.num_nodes == 1:
+    if _launched(env) or layout.num_nodes == 1:
         return run_distributed(entry, args, procs_per_node)
-    rendezvous = {"MASTER_ADDR": layout.master_addr, "MASTER_PORT": str(layout.master_port)}
-    child_env = {**os.environ, **rendezvous, "CUDA_DEVICE_MAX_CONNECTIONS": "1"}
+    child_env = launcher_env(env, layout)
     if layout.scheduler in ("slurm", "submitit"):
         return subprocess.run(srun_argv(layout, procs_per_node, entry, args), env=child_env).returncode
     hostfile = write_hostfile(layout, procs_per_node, Path(env.get("TMPDIR", "/tmp")) / f"hostfile.{layout.job_id}")
-    return subprocess.run(mpirun_argv(layout, procs_per_node, hostfile, entry, args), env=child_env).returncode
+    argv = mpirun_argv(layout, procs_per_node, hostfile, entry, args, child_env)
+    return subprocess.run(argv, env=child_env).returncode

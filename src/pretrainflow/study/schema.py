@@ -2,28 +2,48 @@
 
 Keys of the old run vocabulary (``batch.accumulation``, ``log_every``, ``optimizer.min_lr``, ...) are looked up in
 ``pretrainflow.train.spec.RENAMED_KEYS`` first, so the message names the new key instead of "unknown key(s)".
+
+jsonschema and referencing are imported when a study is validated, not when this module is: the stage commands
+(``pretrain-vit``, ``pretrain-llm``, ...) take resolved specs and run where only the training stack is installed
+(e.g. a GPU image without them); ``pretrainflow check`` there says what to install instead of a traceback.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-import referencing
 import yaml
 
-from pretrainflow.errors import ConfigError
+from pretrainflow.errors import ConfigError, PretrainflowError
 from pretrainflow.train.spec import renamed_key
+
+if TYPE_CHECKING:
+    import jsonschema
+    import referencing
 
 # The schemas ship with the workflow; the package finds them from the repository layout (src/pretrainflow/study/ -> ../../../).
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "workflow" / "schemas"
 STUDY_SCHEMA = "config.schema.yaml"
 
 
+def _schema_libraries():
+    """(jsonschema, referencing), or a PretrainflowError that names what to install."""
+    try:
+        import jsonschema
+        import referencing
+    except ImportError as err:
+        raise PretrainflowError(
+            f"validating a study needs jsonschema and referencing ({err}); install them with "
+            "`pip install jsonschema referencing` (the stage commands, which take resolved --spec JSON, do not)"
+        ) from err
+    return jsonschema, referencing
+
+
 @functools.cache
 def _registry(schema_dir: Path) -> referencing.Registry:
+    _jsonschema, referencing = _schema_libraries()
     resources = []
     for path in sorted(schema_dir.glob("*.schema.yaml")):
         contents = yaml.safe_load(path.read_text())
@@ -70,6 +90,7 @@ def check_renamed_keys(study: dict[str, Any]) -> None:
 def validate_study_schema(study: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> None:
     """Raise ConfigError for the most relevant schema violation (all of them are listed after the first)."""
     check_renamed_keys(study)
+    jsonschema, _referencing = _schema_libraries()
     registry = _registry(schema_dir)
     schema = registry.contents(STUDY_SCHEMA)
     validator = jsonschema.Draft202012Validator(schema, registry=registry)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pretrainflow.errors import ConfigError
 from pretrainflow.spec_fields import positive_int
 
 
@@ -41,6 +42,24 @@ class DevicesSpec:
     def world_size(self, *, cuda: bool) -> int:
         """Ranks of the whole job: nodes x gpus_per_node on GPUs, cpu_ranks on a CPU machine (one node)."""
         return self.nodes * self.gpus_per_node if cuda else self.cpu_ranks
+
+
+def check_visible_gpus(spec: DevicesSpec, visible: int, where: str = "devices") -> None:
+    """ConfigError when this node has GPUs but fewer than ``gpus_per_node`` (rank r takes GPU r of its node).
+
+    A node with no GPU at all runs the ranks on the CPU (gloo), and ``gpus_per_node: 0`` never touches a GPU: both
+    pass. ``visible``: ``torch.cuda.device_count()`` (what CUDA_VISIBLE_DEVICES leaves).
+
+    >>> check_visible_gpus(DevicesSpec(gpus_per_node=2), 1, "pretrain.vit-b.devices")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pretrainflow.errors.ConfigError: pretrain.vit-b.devices.gpus_per_node: 2 ranks per node, but this node has 1 ...
+    """
+    if visible and spec.gpus_per_node > visible:
+        raise ConfigError(
+            f"{where}.gpus_per_node: {spec.gpus_per_node} ranks per node, but this node has {visible} visible GPU(s); "
+            f"ask for at most {visible} or run where there are more"
+        )
 
 
 def job_resources(devices: dict[str, Any] | DevicesSpec) -> dict[str, int]:

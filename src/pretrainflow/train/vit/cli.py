@@ -33,12 +33,25 @@ def _forward(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
     return argv
 
 
+def _procs_per_node(devices, where: str) -> int:
+    """Ranks to start on this node: one per GPU (checked against the GPUs it has), or ``cpu_ranks`` on the CPU (also
+    on a GPU machine: a spec with ``gpus_per_node: 0`` trains on the CPU there, see train/vit/engine.py)."""
+    if devices.gpus_per_node > 1:
+        import torch
+
+        from pretrainflow.train.devices import check_visible_gpus
+
+        check_visible_gpus(devices, torch.cuda.device_count(), where)
+    return devices.procs_per_node
+
+
 def cmd_pretrain_vit(args: argparse.Namespace) -> int:
     from pretrainflow.launch import run_distributed
 
     spec = _spec(args.spec, "vit")
     argv = _forward(args, ("spec", "dataset", "out", "checkpoints"))
-    return run_distributed("pretrainflow.train.vit.pretrain:worker", argv, spec.devices.procs_per_node)
+    procs = _procs_per_node(spec.devices, "--spec devices")
+    return run_distributed("pretrainflow.train.vit.pretrain:worker", argv, procs)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -46,7 +59,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     spec = _spec(args.spec, "finetune")
     argv = _forward(args, ("spec", "pretrained", "out", "checkpoints"))
-    return run_distributed("pretrainflow.train.vit.finetune:worker", argv, spec.recipe.devices.procs_per_node)
+    procs = _procs_per_node(spec.recipe.devices, "--spec recipe.devices")
+    return run_distributed("pretrainflow.train.vit.finetune:worker", argv, procs)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

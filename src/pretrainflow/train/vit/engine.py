@@ -1,18 +1,26 @@
 """Wrap a plain nn.Module in a DeepSpeed engine: process group, optimizer, schedule, ZeRO stage and precision.
 
-The model code knows nothing of this module. On machines without a GPU DeepSpeed is told to use its CPU accelerator
-(``DS_ACCELERATOR=cpu``, set before deepspeed is imported) and the gloo backend; with GPUs, NCCL and one GPU per rank
-(LOCAL_RANK).
+The model code knows nothing of this module. Where a rank trains follows the run's ``devices``: with
+``gpus_per_node > 0`` and CUDA present, NCCL and GPU ``LOCAL_RANK``; otherwise (a CPU machine, or a CPU-shaped spec
+with ``gpus_per_node: 0`` on a GPU machine, whose ``cpu_ranks`` processes must not all grab GPUs) gloo on the CPU,
+with DeepSpeed told to use its CPU accelerator (``DS_ACCELERATOR=cpu``, set before DeepSpeed picks one). DeepSpeed
+picks its accelerator once per process: the placement follows the one it actually uses, so a process whose
+DeepSpeed already chose differently still gets a consistent device and backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
 import torch
 
+from pretrainflow.errors import ConfigError
 from pretrainflow.launch import World
+
+# What torch.distributed's env:// rendezvous reads; without all of them deepspeed.init_distributed tries MPI discovery.
+_WORLD_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -24,18 +32,37 @@ class Placement:
     device_name: str
 
 
-def setup_distributed(world: World) -> Placement:
-    """Initialise torch.distributed through DeepSpeed for ``world`` (also for a single process)."""
-    on_gpu = torch.cuda.is_available()
+def wants_cuda(use_gpu: bool | None) -> bool:
+    """Train on CUDA: the spec asks for GPUs (``use_gpu``; None = whenever CUDA is present) and CUDA is present."""
+    return torch.cuda.is_available() and use_gpu is not False
+
+
+def setup_distributed(world: World, *, use_gpu: bool | None = None) -> Placement:
+    """Initialise torch.distributed through DeepSpeed for ``world`` (also for a single process).
+
+    ``use_gpu``: ``devices.gpus_per_node > 0`` of the run (None: use CUDA when present, e.g. benchmarks and tests).
+    """
+    if not wants_cuda(use_gpu):
+        os.environ["DS_ACCELERATOR"] = "cpu"
+    from deepspeed.accelerator import get_accelerator
+
+    on_gpu = get_accelerator().device_name() == "cuda"
     if not on_gpu:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
         # Ranks share the cores: 2 ranks on 2 cores get 1 intra-op thread each (oversubscription costs ~2x).
         cores = len(os.sched_getaffinity(0))
         torch.set_num_threads(max(1, cores // max(1, world.local_world_size)))
-    if world.world_size == 1 and "RANK" not in os.environ:
-        from pretrainflow.launch.local import free_port
+    elif world.local_rank >= torch.cuda.device_count():
+        raise ConfigError(
+            f"devices.gpus_per_node: rank {world.rank} wants GPU {world.local_rank} "
+            f"({world.local_world_size} ranks per node), but this node has {torch.cuda.device_count()} visible GPU(s)"
+        )
+    if any(name not in os.environ for name in _WORLD_VARS):
+        # Started without a launcher's variables: export this world (one process: on a port that is free now).
+        if world.world_size == 1 and "MASTER_PORT" not in os.environ:
+            from pretrainflow.launch.local import free_port
 
-        os.environ.update(World(master_port=free_port()).env())
+            world = dataclasses.replace(world, master_port=free_port())
+        os.environ.update(world.env())
     import deepspeed
 
     backend = "nccl" if on_gpu else "gloo"
@@ -78,17 +105,53 @@ def full_state_dict(engine) -> dict[str, torch.Tensor]:
 
 
 def master_state_dict(engine) -> dict[str, torch.Tensor]:
-    """fp32 weights for export. With bf16/fp16 the module holds half-precision copies; the fp32 master weights of
-    ZeRO 1-3 live in the optimizer, so consolidate them; with fp32 the module is exact."""
-    if engine.bfloat16_enabled() or engine.fp16_enabled():
-        from deepspeed.utils import safe_get_full_fp32_param
+    """fp32 weights for export. With bf16/fp16 the module holds half-precision copies and the fp32 master weights
+    live in the optimizer: ZeRO 1-3 and DeepSpeed's bf16 optimizer consolidate them (``safe_get_full_fp32_param``);
+    ZeRO-0's (un)fused fp16 optimizer, which DeepSpeed also uses for bf16 at ZeRO-0, keeps them in its own fp32
+    groups, which that helper does not see (it returns None). With fp32 the module is exact."""
+    if not (engine.bfloat16_enabled() or engine.fp16_enabled()):
+        return full_state_dict(engine)
+    from deepspeed.utils import safe_get_full_fp32_param
 
-        sd = full_state_dict(engine)
-        named = dict(engine.module.named_parameters())
-        for name in sd:
-            if name in named:
-                full = safe_get_full_fp32_param(named[name])
-                if full is not None:
-                    sd[name] = full.detach().float().cpu().reshape(sd[name].shape).clone()
-        return sd
-    return full_state_dict(engine)
+    sd = full_state_dict(engine)
+    groups = _fp16_optimizer_masters(engine.optimizer)
+    for name, param in engine.module.named_parameters():
+        if name not in sd:
+            continue
+        full = safe_get_full_fp32_param(param)
+        if full is None:
+            full = groups.get(id(param))
+        if full is None and not param.requires_grad:
+            continue  # frozen: no optimizer holds it; the module's copy is all there is
+        if full is None:
+            raise RuntimeError(
+                f"{name}: no fp32 master weight found in {type(engine.optimizer).__name__} "
+                f"(ZeRO {engine.zero_optimization_stage()}); refusing to export rounded half-precision weights"
+            )
+        sd[name] = full.detach().float().cpu().reshape(sd[name].shape).clone()
+    return sd
+
+
+def _fp16_optimizer_masters(optimizer) -> dict[int, torch.Tensor]:
+    """id(model parameter) -> fp32 master of DeepSpeed's ZeRO-0 fp16/bf16 optimizers (empty for any other).
+
+    FP16_UnfusedOptimizer keeps one fp32 copy per parameter (``fp32_groups``, aligned with ``fp16_groups``);
+    FP16_Optimizer (fused, with FusedAdam) one flat fp32 tensor per group (``fp32_groups_flat``).
+    """
+    half_groups = getattr(optimizer, "fp16_groups", None)
+    if half_groups is None:
+        return {}
+    if hasattr(optimizer, "fp32_groups"):
+        masters = optimizer.fp32_groups
+    elif hasattr(optimizer, "fp32_groups_flat"):
+        from torch._utils import _unflatten_dense_tensors
+
+        masters = [
+            _unflatten_dense_tensors(flat, group)
+            for flat, group in zip(optimizer.fp32_groups_flat, half_groups, strict=True)
+        ]
+    else:
+        return {}
+    return {
+        id(p): m for group, fp32 in zip(half_groups, masters, strict=True) for p, m in zip(group, fp32, strict=True)
+    }

@@ -61,7 +61,7 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
             f"finetune: source {spec.source!r} needs {'a' if pretrained is None else 'no'} --pretrained file"
         )
     world = world_from_env()
-    placement = setup_distributed(world)
+    placement = setup_distributed(world, use_gpu=spec.recipe.devices.gpus_per_node > 0)
     config = spec.to_dict()
     recipe = spec.recipe
     probe = spec.model.config(1)

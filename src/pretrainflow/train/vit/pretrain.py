@@ -47,7 +47,7 @@ def pretrain(
 
     started = time.perf_counter()
     world = world_from_env()
-    placement = setup_distributed(world)
+    placement = setup_distributed(world, use_gpu=spec.devices.gpus_per_node > 0)
     config = spec.to_dict()
     vit_cfg = spec.model.config(int(dataset.num_classes))
     torch.manual_seed(spec.seed)  # same initial weights on every rank

@@ -1,0 +1,79 @@
+"""The environment every training process starts with: its world, and what must reach every rank of a job.
+
+``worker_env(base, world)`` is the one builder the launchers use (local.py on one node, multinode.py's node launchers
+under srun, and worker.py itself under mpirun, whose ranks start with Open MPI's OMPI_COMM_WORLD_* only):
+
+- RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, always. Without them
+  ``deepspeed.init_distributed`` falls into its MPI discovery (needs mpi4py, rewrites MASTER_ADDR/PORT), and
+  megatron's setup would read a world of its own.
+- TORCHINDUCTOR_CACHE_DIR, unless the user set one: ``$XDG_CACHE_HOME`` (or ``~/.cache``)/pretrainflow/torchinductor,
+  shared by all runs of this user. On CUDA megatron's ``jit_fuser`` is ``torch.compile`` (tens of seconds of compiling
+  per fresh process); torch's default cache lives under $TMPDIR, which PBS, Grid Engine and many Slurm sites make per
+  job, so every job would compile again. Triton's cache lives inside it unless TRITON_CACHE_DIR says otherwise.
+
+``forwarded_names(env)``: the variables mpirun must pass on by name (``-x``) to the ranks on other nodes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pretrainflow.launch.world import World, world_from_env
+
+# Passed on by mpirun when set: rendezvous, paths, caches, threads. NCCL_* (interface, IB, debug settings) and
+# PRETRAINFLOW_* (site, walltime) are passed on by prefix.
+FORWARDED = (
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "CUDA_DEVICE_MAX_CONNECTIONS",
+    "PATH",
+    "PYTHONPATH",
+    "LD_LIBRARY_PATH",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+    "OMP_NUM_THREADS",
+)
+FORWARDED_PREFIXES = ("NCCL_", "PRETRAINFLOW_")
+
+
+def inductor_cache_dir(env: Mapping[str, str]) -> str | None:
+    """TorchInductor's cache for processes started from ``env``: the user's own, else one shared per user.
+
+    >>> inductor_cache_dir({"HOME": "/home/me"})
+    '/home/me/.cache/pretrainflow/torchinductor'
+    >>> inductor_cache_dir({"TORCHINDUCTOR_CACHE_DIR": "/fast/c", "HOME": "/home/me"})
+    '/fast/c'
+    """
+    if env.get("TORCHINDUCTOR_CACHE_DIR"):
+        return env["TORCHINDUCTOR_CACHE_DIR"]
+    root = env.get("XDG_CACHE_HOME") or (os.path.join(env["HOME"], ".cache") if env.get("HOME") else None)
+    return os.path.join(root, "pretrainflow", "torchinductor") if root else None  # no home: torch's default
+
+
+def worker_env(base: Mapping[str, str], world: World | None = None) -> dict[str, str]:
+    """``base`` plus the torchrun-style variables of ``world`` (default: the world ``base`` describes, e.g. Open MPI's
+    variables under mpirun) and the shared TorchInductor cache.
+
+    >>> env = worker_env({"OMPI_COMM_WORLD_RANK": "5", "OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+    ...                   "OMPI_COMM_WORLD_LOCAL_SIZE": "4", "MASTER_ADDR": "n1", "MASTER_PORT": "10012", "HOME": "/h"})
+    >>> [env[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHINDUCTOR_CACHE_DIR")]
+    ['5', '1', '8', 'n1', '10012', '/h/.cache/pretrainflow/torchinductor']
+    """
+    world = world_from_env(base) if world is None else world
+    env = {**base, **world.env()}
+    cache = inductor_cache_dir(base)
+    if cache is not None:
+        env["TORCHINDUCTOR_CACHE_DIR"] = cache
+    return env
+
+
+def forwarded_names(env: Mapping[str, str]) -> list[str]:
+    """Names of the variables of ``env`` that mpirun passes on with ``-x``: those of FORWARDED and FORWARDED_PREFIXES
+    that are set (an unset name has nothing to pass on).
+
+    >>> forwarded_names({"PATH": "/bin", "NCCL_SOCKET_IFNAME": "ib0", "HOME": "/h", "LD_LIBRARY_PATH": "/l"})
+    ['PATH', 'LD_LIBRARY_PATH', 'NCCL_SOCKET_IFNAME']
+    """
+    fixed = [name for name in FORWARDED if name in env]
+    return fixed + sorted(name for name in env if name.startswith(FORWARDED_PREFIXES) and name not in fixed)
