@@ -18,11 +18,13 @@ and draw orbit k (k = 1..K; the start oval itself is not drawn) as a closed 1-px
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pretrainflow.datasets._perlin import random_pnoise1
 from pretrainflow.datasets._raster import draw_closed_polylines
+from pretrainflow.spec_fields import integer, number
 
 
 @dataclass(kw_only=True, slots=True)
@@ -41,6 +43,15 @@ class Orbits:
     centre_y: float
     freq1: int = 0  # VisualAtom's sinusoid frequencies n1, n2 (0, 0 = no wave)
     freq2: int = 0
+
+
+def check_orbit_drawing(params: Any) -> None:
+    """The drawing knobs the orbit families (RCDB, VisualAtom) share: Perlin noise, line width, start radius."""
+    number("perlin_min", params.perlin_min, 0.0, 1000.0)
+    number("perlin_range", params.perlin_range, 0.0, 1000.0)
+    number("line_width_max", params.line_width_max, 0.0, 1000.0)
+    integer("radius_min", params.radius_min, 0, 65536)
+    integer("radius_range", params.radius_range, 0, 65536)
 
 
 def orbit_vertices(orbits: Orbits, rng: np.random.Generator, scale: float) -> tuple[np.ndarray, np.ndarray]:

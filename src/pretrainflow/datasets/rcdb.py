@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pretrainflow.datasets._orbits import Orbits, render_orbits
+from pretrainflow.datasets._orbits import Orbits, check_orbit_drawing, render_orbits
 from pretrainflow.datasets._raster import is_almost_empty
 from pretrainflow.datasets.registry import Family, instance_rng
 from pretrainflow.spec_fields import integer, number
@@ -68,11 +68,7 @@ class RCDBParams:
             raise ValueError(
                 f"orbits_range: expected (orbits_min + orbits_range) * vertices_max <= {MAX_VERTICES:,}, got {most:,}"
             )
-        number("perlin_min", self.perlin_min, 0.0, 1000.0)
-        number("perlin_range", self.perlin_range, 0.0, 1000.0)
-        number("line_width_max", self.line_width_max, 0.0, 1000.0)
-        integer("radius_min", self.radius_min, 0, 65536)
-        integer("radius_range", self.radius_range, 0, 65536)
+        check_orbit_drawing(self)
         number("oval_rate", self.oval_rate, 1.0, 1000.0)
         integer("start_pos", self.start_pos, 0, 65536)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pretrainflow.datasets._orbits import Orbits, render_orbits
+from pretrainflow.datasets._orbits import Orbits, check_orbit_drawing, render_orbits
 from pretrainflow.datasets._raster import is_almost_empty
 from pretrainflow.datasets.registry import Family, instance_rng
 from pretrainflow.spec_fields import integer, number
@@ -70,11 +70,7 @@ class VisualAtomParams:
                 f"orbits_max: expected orbits_max * vertices_max <= {MAX_VERTICES:,}, "
                 f"got {self.orbits_max} * {self.vertices_max}"
             )
-        number("perlin_min", self.perlin_min, 0.0, 1000.0)
-        number("perlin_range", self.perlin_range, 0.0, 1000.0)
-        number("line_width_max", self.line_width_max, 0.0, 1000.0)
-        integer("radius_min", self.radius_min, 0, 65536)
-        integer("radius_range", self.radius_range, 0, 65536)
+        check_orbit_drawing(self)
         integer("freq_min", self.freq_min, 0, 10_000)
         integer("freq_max", self.freq_max, self.freq_min, 10_000)
         # n2 is redrawn until it differs from n1 (unless n1 = 0): a single non-zero frequency would loop forever.
