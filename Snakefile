@@ -21,6 +21,7 @@ include: "workflow/rules/pretrain_vit.smk"
 include: "workflow/rules/pretrain_llm.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/evaluate_llm_harness.smk"
 include: "workflow/rules/results.smk"
 
 

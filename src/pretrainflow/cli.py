@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from pretrainflow.benchmarks import cli as benchmarks_cli
 from pretrainflow.corpora import cli as corpora_cli
 from pretrainflow.datasets import cli as datasets_cli
 from pretrainflow.errors import PretrainflowError
@@ -20,7 +21,7 @@ from pretrainflow.study import cli as study_cli
 from pretrainflow.train.llm import cli as llm_cli
 from pretrainflow.train.vit import cli as vit_cli
 
-COMMAND_MODULES = (study_cli, datasets_cli, corpora_cli, vit_cli, llm_cli, results_cli, schedulers_cli)
+COMMAND_MODULES = (study_cli, datasets_cli, corpora_cli, vit_cli, llm_cli, benchmarks_cli, results_cli, schedulers_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 # Packages whose versions decide a result; recorded in every row.
-TRACKED_PACKAGES = ("pretrainflow", "torch", "deepspeed", "megatron-core", "numpy", "snakemake", "pandas", "pyarrow")
+TRACKED_PACKAGES = (
+    "pretrainflow", "torch", "deepspeed", "megatron-core", "numpy", "snakemake", "pandas", "pyarrow", "transformers",
+    "lm-eval",
+)  # fmt: skip
 
 # Environment variables that identify the scheduler and the job id, checked in order.
 SCHEDULER_JOB_VARS = (("slurm", "SLURM_JOB_ID"), ("pbs", "PBS_JOBID"), ("gridengine", "JOB_ID"))

@@ -12,6 +12,7 @@ from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
 from pretrainflow.study import layout
 from pretrainflow.study.resources import rule_resources
+from pretrainflow.train.llm import hf_import
 
 try:
     STUDY = load_study(config)
@@ -115,6 +116,29 @@ def llm_blend_manifests(wildcards):
 
 def run_corpus_tokenizer(wildcards):
     return layout.CORPUS_TOKENIZER.format(corpus=STUDY.runs[wildcards.run]["corpus"])
+
+
+# Hugging Face imports of the study's `init: {hf: DIR}` runs, by import name (pretrainflow.train.llm.hf_import).
+HF_IMPORTS = hf_import.study_imports(STUDY.runs)
+
+
+def hf_import_dir(wildcards):
+    return HF_IMPORTS[wildcards.model].hf
+
+
+def hf_import_files(wildcards):
+    """The Hugging Face directory's files an import reads (config.json, tokenizer.json, the safetensors)."""
+    return hf_import.hf_input_files(hf_import_dir(wildcards))
+
+
+def hf_import_res(key):
+    """One resource of an import job, sized from the shape its runs declare."""
+    return lambda wildcards: hf_import.import_job_resources(HF_IMPORTS[wildcards.model].shape)[key]
+
+
+def llm_init_files(wildcards):
+    """What an LLM run's `init` starts from: the import's or the earlier run's weights and tokenizer (none without)."""
+    return hf_import.init_input_files(STUDY.runs[wildcards.run])
 
 
 def finetune_pretrained_arg(wildcards, input):

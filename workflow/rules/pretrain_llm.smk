@@ -1,6 +1,33 @@
 # GPT pretraining through megatron-core (pretrainflow.train.llm), held-out perplexity rows, Hugging Face export.
 # Checkpoints live in results/checkpoints/{run}/<config hash>/, outside the outputs: a rerun after a walltime kill
 # resumes there (exit code 75 = checkpointed on a signal); a changed run config starts afresh in a new hash directory.
+# Continued pretraining (`init:`): import_hf turns a local Hugging Face Llama into megatron-core tensors once per
+# directory; a run with `init: {run: X}` reads X's published weights, so Snakemake orders X first. pretrain-llm finds
+# both under their default roots (results/import, results/pretrain: --imports-dir, --pretrained-dir).
+
+
+rule import_hf:
+    wildcard_constraints:
+        model=_one_of(HF_IMPORTS),
+    input:
+        hf_import_files,
+    output:
+        model="results/import/{model}/model.safetensors",
+        tokenizer="results/import/{model}/tokenizer.json",
+        config="results/import/{model}/config.json",
+    params:
+        hf=hf_import_dir,
+        out=subpath(output.model, parent=True),
+    log:
+        "results/logs/import_hf/{model}.log",
+    resources:
+        nodes=hf_import_res("nodes"),
+        gpus=hf_import_res("gpus"),
+        cpus_per_task=hf_import_res("cpus_per_task"),
+        mem_mb=hf_import_res("mem_mb"),
+        runtime=hf_import_res("runtime"),
+    shell:
+        "pretrainflow import-hf --hf {params.hf:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule pretrain_llm:
@@ -9,6 +36,7 @@ rule pretrain_llm:
     input:
         manifests=llm_blend_manifests,
         data=llm_blend_files,
+        init=llm_init_files,
     output:
         model="results/pretrain/{run}/model.safetensors",
         metrics="results/pretrain/{run}/metrics.parquet",

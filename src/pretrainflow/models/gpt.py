@@ -41,6 +41,9 @@ class GPTShape:
     norm_epsilon: float = 1e-5
     position_embedding: str = "rope"  # "rope" (Llama) or "learned_absolute" (GPT-2)
     rotary_base: int = 10000
+    # Llama-3.1-style RoPE scaling (megatron-core's: low/high frequency factors 1 / 4 over an original context of
+    # 8,192 tokens; only the factor is free); None = plain RoPE
+    rope_scaling_factor: float | None = None
     tie_embeddings: bool = False
     init_method_std: float = 0.02
 
@@ -63,6 +66,10 @@ class GPTShape:
         number("norm_epsilon", self.norm_epsilon, 0.0, open_low=True)
         number("init_method_std", self.init_method_std, 0.0, open_low=True)
         number("rotary_base", self.rotary_base, 1.0)
+        if self.rope_scaling_factor is not None:
+            number("rope_scaling_factor", self.rope_scaling_factor, 1.0)
+            if self.position_embedding != "rope":
+                raise ValueError("rope_scaling_factor: needs position_embedding 'rope'")
         one_of("normalization", self.normalization, ["RMSNorm", "LayerNorm"])
         one_of("position_embedding", self.position_embedding, ["rope", "learned_absolute"])
         flag("swiglu", self.swiglu)
@@ -264,6 +271,8 @@ def build_gpt_model(shape: GPTShape, *, vocab_size: int, seq_length: int, device
         share_embeddings_and_output_weights=shape.tie_embeddings,
         position_embedding_type=shape.position_embedding,
         rotary_base=shape.rotary_base,
+        rope_scaling=shape.rope_scaling_factor is not None,
+        rope_scaling_factor=shape.rope_scaling_factor or 8.0,  # megatron-core's default, unused without scaling
     )
     cast_floating_params(model, config.params_dtype)
     if device != "cuda":

@@ -30,6 +30,7 @@ ROW_SCHEMA: dict[str, tuple[pa.DataType, str]] = {
     "split": (pa.string(), "train, valid or test"),
     "metric": (pa.string(), "top1, top5 (percent), loss, perplexity, ..."),
     "value": (pa.float64(), "the metric's value"),
+    "stderr": (pa.float64(), "standard error of value, same unit (lm-eval's <metric>_stderr); null if not measured"),
     "epoch": (pa.float64(), "epoch at which the metric was taken (null if not epoch-based)"),
     "step": (pa.int64(), "optimizer step at which the metric was taken"),
     "seed": (pa.int64(), "the run's seed"),
@@ -57,8 +58,8 @@ ARROW_SCHEMA = pa.schema([(name, dtype) for name, (dtype, _) in ROW_SCHEMA.items
 REQUIRED = ("run_id", "stage", "model", "pretrain_source", "task", "split", "metric", "value")
 
 # Columns added after rows were first written, with the value an older file means: a run that is its own cell, the one
-# replicate 0. Readers fill them (conform) so summaries and row files from before replicates stay readable.
-LATER_COLUMNS = ("cell", "replicate")
+# replicate 0, no standard error. Readers fill them (conform) so summaries and row files from before stay readable.
+LATER_COLUMNS = ("cell", "replicate", "stderr")
 
 
 def make_row(*, config: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
@@ -138,6 +139,8 @@ def conform(table: pa.Table, source: str | Path) -> pa.Table:
             table = table.append_column("cell", table["run_id"].cast(pa.string()))
         if "replicate" in missing:
             table = table.append_column("replicate", pa.array([0] * table.num_rows, pa.int64()))
+        if "stderr" in missing:
+            table = table.append_column("stderr", pa.nulls(table.num_rows, pa.float64()))
         table = table.select(ARROW_SCHEMA.names).replace_schema_metadata(metadata)
     if not table.schema.equals(ARROW_SCHEMA, check_metadata=False):
         raise ValueError(f"{source}: not a pretrainflow rows file (schema differs from ROW_SCHEMA)")

@@ -21,6 +21,9 @@ FORMATS = ("text", "markdown", "latex", "csv")
 METRIC_UNITS = {
     "top1": "%",
     "top5": "%",
+    "acc": "%",  # lm-evaluation-harness rows are written in percent (pretrainflow.benchmarks.harness)
+    "acc_norm": "%",
+    "exact_match": "%",
     "loss": "nats",
     "perplexity": "exp(loss), no unit",
     "tokens_seen": "tokens",
@@ -74,8 +77,8 @@ def select(
 def metric_label(metric: str) -> str:
     """The metric with its unit, e.g. ``top1 (%)``.
 
-    >>> metric_label("top1"), metric_label("acc_norm")
-    ('top1 (%)', 'acc_norm (unit not recorded)')
+    >>> metric_label("top1"), metric_label("bleu")
+    ('top1 (%)', 'bleu (unit not recorded)')
     """
     return f"{metric} ({METRIC_UNITS.get(metric, 'unit not recorded')})"
 

@@ -23,14 +23,23 @@ CORPUS_TOKENIZER = CORPUS_DIR + "/tokenizer.json"
 # megatron-core indexed dataset PREFIX.bin + PREFIX.idx, relative to a corpora root (tests and jobs may move the root)
 CORPUS_PREFIX_IN_ROOT = "{corpus}/{corpus}_text_document"
 CORPUS_PREFIX = CORPORA_ROOT + "/" + CORPUS_PREFIX_IN_ROOT
+# Hugging Face models imported for `init: {hf: DIR}` (pretrainflow.train.llm.hf_import), one per directory
+IMPORTS_ROOT = "results/import"
+IMPORT_WEIGHTS = IMPORTS_ROOT + "/{model}/model.safetensors"
+IMPORT_TOKENIZER = IMPORTS_ROOT + "/{model}/tokenizer.json"
 PRETRAIN_DIR = "results/pretrain/{run}"
 PRETRAIN_WEIGHTS = PRETRAIN_DIR + "/model.safetensors"
 FINETUNE_DIR = "results/finetune/{run}/{task}"
 EXPORT_HF_DIR = "results/export/{run}-hf"
+# The shipped lm-evaluation-harness tasks, built from this Python's stdlib (pretrainflow.benchmarks.pydoc_tasks)
+BENCHMARK_TASKS_DIR = "results/benchmarks/tasks"
 ROWS = "results/rows/{run}/{task}.parquet"
 # Row files of the stages that are not a fine-tuning task (task names may not take these: train/vit/spec.py RESERVED_TASK_NAMES)
 PRETRAIN_ROWS_TASK = "pretrain"
 HELDOUT_ROWS_TASK = "heldout"
+# An LLM run's lm-evaluation-harness rows, all tasks in one file (task column = harness task name); a study with
+# llm_eval may not name a task so (study/load.py)
+HARNESS_ROWS_TASK = "harness"
 # Outside every stage's outputs, so a rerun after a walltime kill finds them (train/checkpoints.py: {unit}/{hash12}/)
 CHECKPOINTS_ROOT = "results/checkpoints"
 PLOTS_DIR = "results/plots"

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from pretrainflow.benchmarks.spec import check_llm_eval
 from pretrainflow.corpora.spec import check_corpus
 from pretrainflow.datasets.spec import check_spec as check_dataset
 from pretrainflow.errors import ConfigError
@@ -42,6 +43,7 @@ AREA_CHECKS = {
     "llm": check_llm_run,
     "task": check_task,
     "finetune": check_finetune,
+    "llm_eval": check_llm_eval,
 }
 
 
@@ -66,6 +68,7 @@ class Study:
         default_factory=dict
     )  # run id (pretraining, fine-tuning source) -> cell, replicate
     notes: list[str] = field(default_factory=list)  # what the plan should say: units found identical and run once
+    llm_evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # LLM run id -> harness spec (llm_eval section)
 
     def runs_of_kind(self, kind: str) -> list[str]:
         return [run_id for run_id, run in self.runs.items() if run["kind"] == kind]
@@ -79,6 +82,7 @@ class Study:
         files = [layout.rows_file(run_id, layout.PRETRAIN_ROWS_TASK) for run_id in self.runs_of_kind("vit")]
         files += [layout.rows_file(run_id, task) for run_id, task in self.finetunes]
         files += [layout.rows_file(run_id, layout.HELDOUT_ROWS_TASK) for run_id in self.runs_of_kind("llm")]
+        files += [layout.rows_file(run_id, layout.HARNESS_ROWS_TASK) for run_id in self.llm_evals]
         return files
 
 
@@ -110,7 +114,22 @@ def load_study(config: dict[str, Any] | str | Path) -> Study:
     _add_dataset_cells(study, raw, runs)
     sources = _replicate_and_resolve_runs(study, raw, runs)
     _expand_finetunes(study, raw.get("finetune"), sources)
+    _expand_llm_evals(study, raw.get("llm_eval"))
     return study
+
+
+def _expand_llm_evals(study: Study, section: dict[str, Any] | None) -> None:
+    """One harness evaluation per LLM run (pretrainflow.benchmarks.spec): the checked section, the run's id and spec."""
+    if section is None:
+        return
+    if layout.HARNESS_ROWS_TASK in study.tasks:
+        raise ConfigError(
+            f"tasks.{layout.HARNESS_ROWS_TASK}: the name is reserved for the lm-evaluation-harness rows of LLM runs "
+            f"(results/rows/{{run}}/{layout.HARNESS_ROWS_TASK}.parquet, llm_eval); choose another task name"
+        )
+    resolved = _area_check("llm_eval", section, "llm_eval")
+    for run_id in study.runs_of_kind("llm"):
+        study.llm_evals[run_id] = {"run_id": run_id, **resolved, "pretrain_spec": study.runs[run_id]}
 
 
 def _replicate_and_resolve_runs(
@@ -126,7 +145,7 @@ def _replicate_and_resolve_runs(
     seeds = _replicate_seeds(raw)
     resolved: dict[str, dict[str, Any]] = {}
     sources = []
-    for cell_id, run in runs.items():
+    for cell_id, run in _init_order(runs):
         replicate_keys = seeds[(run.get("ablation") or {}).get("name")]
         pretrain_cell = _pretrain_cell_id(cell_id, run)
         for index, key in enumerate(replicate_keys):
@@ -134,17 +153,72 @@ def _replicate_and_resolve_runs(
             run_id = replicate_id(pretrain_cell, index, len(replicate_keys))
             if run_id not in resolved:
                 spec = {**run, "seed": run.get("seed", study.seed) + key}
+                spec = _with_init_run(spec, index, runs, seeds, resolved, run.get("ablation", {}).get("base", cell_id))
                 resolved[run_id] = _resolve_run(study, run_id, spec, study.seed)
                 study.cells[run_id] = CellRef(pretrain_cell, index)
             study.cells.setdefault(unit_id, CellRef(cell_id, index))
             sources.append((unit_id, run_id, run, key))
     trained_as = first_of_equals(resolved.items())
+    for spec in resolved.values():  # a run started from a run found equal to another starts from the one trained
+        init = spec.get("init") or {}
+        if init.get("run") in trained_as and trained_as[init["run"]] != init["run"]:
+            init["run"] = trained_as[init["run"]]
+            init["run_spec"] = resolved[init["run"]]
     for run_id, spec in resolved.items():
         if trained_as[run_id] == run_id:
             study.runs[run_id] = spec
         else:
             study.notes.append(f"run {run_id} equals run {trained_as[run_id]}: pretrained once, as the latter")
     return [(unit_id, resolved[trained_as[run_id]], run, key) for unit_id, run_id, run, key in sources]
+
+
+def _init_order(runs: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The runs with every run an ``init.run`` names before the runs that start from it; an unknown name, a ViT run or
+    a cycle is an error naming the key."""
+    ordered: list[tuple[str, dict[str, Any]]] = []
+    state: dict[str, str] = {}
+
+    def visit(run_id: str, chain: list[str]) -> None:
+        if state.get(run_id) == "visiting":
+            raise ConfigError(
+                f"pretrain.{chain[0]}.init.run: runs start from each other in a cycle ({' -> '.join(chain)})"
+            )
+        if state.get(run_id) == "done":
+            return
+        state[run_id] = "visiting"
+        target = (runs[run_id].get("init") or {}).get("run")
+        if target is not None:
+            where = f"pretrain.{runs[run_id].get('ablation', {}).get('base', run_id)}.init.run"
+            llm_runs = sorted(name for name, run in runs.items() if run["kind"] == "llm")
+            if runs.get(target, {}).get("kind") != "llm":
+                raise ConfigError(f"{where}: unknown LLM run {target!r}; expected one of {llm_runs}")
+            visit(target, [*chain, target])
+        state[run_id] = "done"
+        ordered.append((run_id, runs[run_id]))
+
+    for run_id in runs:
+        visit(run_id, [run_id])
+    return ordered
+
+
+def _with_init_run(
+    spec: dict[str, Any],
+    index: int,
+    runs: dict[str, dict[str, Any]],
+    seeds: dict,
+    resolved: dict[str, dict[str, Any]],
+    name: str,
+) -> dict[str, Any]:
+    """``spec`` starting from replicate ``index`` of the run its ``init.run`` names (its only one when that run has one
+    replicate), with that run's resolved spec merged in as ``init.run_spec`` (so it is hashed with this run)."""
+    target = (spec.get("init") or {}).get("run")
+    if target is None:
+        return spec
+    count = len(seeds[(runs[target].get("ablation") or {}).get("name")])
+    if index >= count > 1:
+        raise ConfigError(f"pretrain.{name}.init.run: {target!r} has {count} replicates, fewer than this run")
+    source = replicate_id(_pretrain_cell_id(target, runs[target]), min(index, count - 1), count)
+    return {**spec, "init": {**spec["init"], "run": source, "run_spec": resolved[source]}}
 
 
 def _pretrain_cell_id(cell_id: str, run: dict[str, Any]) -> str:
@@ -190,6 +264,10 @@ def _resolve_run(study: Study, run_id: str, run: dict[str, Any], seed: int) -> d
         if unknown:
             raise ConfigError(f"{where}.blend: unknown corpora {unknown}; expected some of {sorted(study.corpora)}")
         spec["corpus_spec"] = study.corpora[corpus]
+        hf = (run.get("init") or {}).get("hf")
+        note = f"{where}.init.hf: {hf} is not on this machine (the import_hf job reads it)"
+        if isinstance(hf, str) and not Path(hf).is_dir() and note not in study.notes:
+            study.notes.append(note)  # not an error: a study is planned where its data may not be
     return _area_check(run["kind"], spec, where)
 
 

@@ -2,7 +2,8 @@
 
 Training stages size themselves from their ``devices`` spec (train/devices.py ``job_resources``: the same numbers
 ``pretrainflow submit`` asks for); dataset jobs from the dataset spec (datasets/build.py); evaluation and export run
-one process on one device (a GPU when the run trained on GPUs) with the run's memory.
+one process on one device (a GPU when the run trained on GPUs) with the run's memory; the harness job for as long as
+the study's ``llm_eval.runtime_minutes``.
 """
 
 from __future__ import annotations
@@ -38,4 +39,12 @@ def rule_resources(study: Any, rule: str, wildcards: Any) -> dict[str, int]:
         # one process at TP=1: on one GPU for a GPU run (export needs none), with the run's memory for the weights
         gpus = min(1, devices["gpus_per_node"]) if rule == "evaluate_llm" else 0
         return {"nodes": 1, "gpus": gpus, "cpus_per_task": 1, "mem_mb": devices["mem_mb"], "runtime": 30, "threads": 1}
+    if rule == "evaluate_llm_harness":
+        spec = study.llm_evals[wildcards.run]
+        devices = spec["pretrain_spec"]["devices"]
+        # the harness's hf model in one process (one GPU for a GPU run, the cores of one rank), for llm_eval's walltime
+        return {"nodes": 1, "gpus": min(1, devices["gpus_per_node"]), "cpus_per_task": devices["cpus_per_rank"],
+                "mem_mb": devices["mem_mb"], "runtime": spec["runtime_minutes"], "threads": 1}  # fmt: skip
+    if rule == "build_benchmarks":
+        return {"nodes": 1, "gpus": 0, "cpus_per_task": 1, "mem_mb": 2000, "runtime": 10, "threads": 1}
     raise KeyError(f"rule_resources: no sizing for rule {rule!r}")

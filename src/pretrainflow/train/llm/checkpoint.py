@@ -7,11 +7,16 @@ the GPU engine's distributed optimizer stores its moments "dp_reshardable" (mega
 and reads its own buffers in parallel), so a GPU run resumes under the same tensor/pipeline degrees and any data
 parallelism. Beside the tags the loop keeps ``metrics.jsonl`` (one JSON line per logged step, trimmed back to the
 resumed step on resume) and ``final.json`` (what publishing needs).
+
+A continued run (``init:``) starts without a checkpoint from a TP=1 model.safetensors (an import or a published run):
+``load_initial_weights`` gives every rank its tensor-parallel slice by megatron's partitioning (``tp_partition``),
+reading only those bytes, and grows the vocabulary tensors for an extended tokenizer (``extended_vocab``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +141,99 @@ def load_model_only(path: Path, model) -> dict[str, Any]:
     if missing:
         raise RuntimeError(f"{path}: checkpoint lacks {missing[:5]}")
     return state["common"]
+
+
+# ------------------------------------------------------------------------------------------ initial weights (init:)
+
+# Transformer Engine fuses each layer's norms into the next linear; the TP=1 files use the local spec's names.
+TE_NORM_NAMES = {
+    "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
+    "self_attention.linear_qkv.layer_norm_bias": "input_layernorm.bias",
+    "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight",
+    "mlp.linear_fc1.layer_norm_bias": "pre_mlp_layernorm.bias",
+}
+VOCAB_TENSORS = ("embedding.word_embeddings.weight", "output_layer.weight")
+
+
+def tp_partition(name: str, swiglu: bool) -> tuple[int, int] | None:
+    """(dimension, stride) along which megatron-core splits the TP=1 tensor ``name`` over tensor-parallel ranks, or
+    None for a tensor every rank holds whole (norms).
+
+    Column-parallel (QKV, FC1, output layer) and vocab-parallel (embedding) tensors split their rows, row-parallel ones
+    (attention output, FC2) their columns. Stride 2 for SwiGLU's FC1: rank r holds [gate_r; up_r] (megatron's
+    ``partition_stride``), not a contiguous block of [gate; up].
+    """
+    if name.endswith(("linear_qkv.weight", "output_layer.weight", "word_embeddings.weight")):
+        return 0, 1
+    if name.endswith("linear_fc1.weight"):
+        return 0, 2 if swiglu else 1
+    if name.endswith(("linear_proj.weight", "linear_fc2.weight")):
+        return 1, 1
+    return None
+
+
+def tp_shard_ranges(size: int, stride: int, rank: int, world: int) -> list[tuple[int, int]]:
+    """Index ranges of rank ``rank``'s shard of a dimension of ``size``: ``stride`` blocks, each 1/world of a part.
+
+    >>> tp_shard_ranges(8, 2, 1, 2)   # fc1 [gate 0:4 | up 4:8] at TP=2: rank 1 holds gate[2:4] and up[2:4]
+    [(2, 4), (6, 8)]
+    """
+    block = size // (stride * world)
+    return [((s * world + rank) * block, (s * world + rank + 1) * block) for s in range(stride)]
+
+
+def source_name(name: str, layer_offset: int) -> str:
+    """The TP=1 name of this rank's parameter ``name``: global layer number (pipeline stages count from 0), local spec."""
+    for te_name, local in TE_NORM_NAMES.items():
+        name = name.replace(te_name, local)
+    match = re.match(r"decoder\.layers\.(\d+)\.(.*)", name)
+    return f"decoder.layers.{int(match[1]) + layer_offset}.{match[2]}" if match else name
+
+
+def extended_vocab(tensor: torch.Tensor, old_vocab: int, rows: int) -> torch.Tensor:
+    """``tensor``'s first ``old_vocab`` rows, then new rows up to ``rows``, each the mean of those old rows.
+
+    The documented rule for a tokenizer extension (``init.tokenizer: extend``): ids the old tokenizer lacks (its
+    padding rows included) start at the mean embedding / output row, so new tokens begin as an "average" token.
+    """
+    old = tensor[:old_vocab]
+    return torch.cat([old, old.mean(dim=0, keepdim=True).expand(rows - old_vocab, -1)], dim=0)
+
+
+@torch.no_grad()
+def load_initial_weights(model, path: Path, *, swiglu: bool, old_vocab: int) -> None:
+    """Fill this rank's ``model`` (any tensor/pipeline layout) from a TP=1 megatron-core model.safetensors (a published
+    run or an import), reading only this rank's slices; vocabulary tensors longer than the file's are extended.
+
+    ``old_vocab``: the tokenizer size of the file (rows past it are padding, replaced when the vocabulary grows).
+    """
+    from megatron.core import parallel_state
+    from safetensors import safe_open
+
+    rank, world = parallel_state.get_tensor_model_parallel_rank(), parallel_state.get_tensor_model_parallel_world_size()
+    layers = getattr(getattr(model, "decoder", None), "layers", None)
+    offset = layers[0].layer_number - 1 if layers else 0  # first global layer of this pipeline stage
+    with safe_open(str(path), "pt") as handle:
+        available = set(handle.keys())
+        for name, param in model.named_parameters():
+            src = source_name(name, offset)
+            if src == "output_layer.weight" and src not in available:  # tied in the file: the embedding is the output
+                src = "embedding.word_embeddings.weight"
+            if src not in available:
+                raise RuntimeError(f"{path}: has no tensor {src} for this model's {name}")
+            partition = tp_partition(src, swiglu)
+            if src in VOCAB_TENSORS and param.shape[0] * world != handle.get_slice(src).get_shape()[0]:
+                full = extended_vocab(handle.get_tensor(src), old_vocab, param.shape[0] * world)
+                value = torch.cat([full[a:b] for a, b in tp_shard_ranges(full.shape[0], 1, rank, world)])
+            elif partition is None or world == 1:
+                value = handle.get_tensor(src)
+            else:
+                dim, stride = partition
+                piece = handle.get_slice(src)
+                size = piece.get_shape()[dim]
+                ranges = tp_shard_ranges(size, stride, rank, world)
+                value = torch.cat([piece[a:b] if dim == 0 else piece[:, a:b] for a, b in ranges], dim=dim)
+            if tuple(value.shape) != tuple(param.shape):
+                raise RuntimeError(f"{path}: {src} gives {list(value.shape)} on tensor-parallel rank {rank}, "
+                                   f"{name} is {list(param.shape)}")  # fmt: skip
+            param.copy_(value.to(dtype=param.dtype, device=param.device))

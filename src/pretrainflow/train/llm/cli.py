@@ -18,7 +18,9 @@ import json
 import os
 from pathlib import Path
 
-from pretrainflow.study.layout import CHECKPOINTS_ROOT, CORPORA_ROOT
+from pretrainflow.study.layout import CHECKPOINTS_ROOT, CORPORA_ROOT, IMPORTS_ROOT, PRETRAIN_DIR
+
+PRETRAIN_ROOT = PRETRAIN_DIR.rpartition("/")[0]  # results/pretrain: where init.run finds the run it starts from
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +30,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--corpora-dir", type=Path, default=Path(CORPORA_ROOT), help="default: %(default)s")
     train.add_argument("--checkpoints", type=Path, default=Path(CHECKPOINTS_ROOT), help="checkpoint root (%(default)s)")
     train.add_argument("--max-steps", type=int, default=None, help="stop after this step with a checkpoint (exit 75)")
+    train.add_argument("--imports-dir", type=Path, default=Path(IMPORTS_ROOT), help="init.hf imports (%(default)s)")
+    train.add_argument("--pretrained-dir", type=Path, default=Path(PRETRAIN_ROOT), help="init.run runs (%(default)s)")
     train.set_defaults(func=run_pretrain)
 
     ev = subparsers.add_parser("evaluate-llm", help="held-out loss and perplexity of a pretrained GPT -> result rows")
@@ -46,6 +50,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--out", required=True, type=Path, help="directory for LlamaForCausalLM.from_pretrained")
     ex.set_defaults(func=run_export)
 
+    im = subparsers.add_parser(
+        "import-hf", help="import a local Hugging Face Llama as the weights an init: run starts from"
+    )
+    im.add_argument("--hf", required=True, type=Path, help="the directory (config.json, safetensors, tokenizer.json)")
+    im.add_argument("--out", required=True, type=Path, help="results/import/{name} (train/llm/hf_import.import_name)")
+    im.set_defaults(func=run_import)
+
 
 def checkpoint_dir(root: Path, spec: dict) -> Path:
     """results/checkpoints/{run}/{config_hash12} (train/checkpoints.py): the same directory for every route in."""
@@ -59,6 +70,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from pretrainflow.corpora.tokenizer import load_tokenizer
     from pretrainflow.launch import run_distributed, world_from_env
     from pretrainflow.train.llm.data import blend_prefixes
+    from pretrainflow.train.llm.hf_import import check_init
     from pretrainflow.train.llm.pretrain import this_machine_device
     from pretrainflow.train.llm.publish import publish
     from pretrainflow.train.llm.spec import LLMRunSpec
@@ -73,6 +85,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
     vocab_size = load_tokenizer(args.corpora_dir / run.corpus / "tokenizer.json").get_vocab_size()
     root = checkpoint_dir(args.checkpoints, spec)
     worker_args = ["--spec", args.spec, "--corpora-dir", str(args.corpora_dir), "--checkpoint-dir", str(root)]
+    if run.init is not None:  # the weights it starts from, their shape and tokenizer: checked before any rank starts
+        init = check_init(spec, imports_dir=args.imports_dir, pretrained_dir=args.pretrained_dir,
+                          corpora_dir=args.corpora_dir)  # fmt: skip
+        worker_args += ["--init", str(init.weights), "--init-vocab", str(init.init_vocab)]
     if args.max_steps:
         worker_args += ["--max-steps", str(args.max_steps)]
     procs = run.devices.gpus_per_node if device == "cuda" else run.devices.cpu_ranks
@@ -125,4 +141,14 @@ def run_export(args: argparse.Namespace) -> int:
 
     out = export_llama(args.model, args.tokenizer, args.out)
     print(f"[export-llama] {args.model} -> {out} (transformers LlamaForCausalLM)")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from pretrainflow.train.llm.hf_import import import_hf
+
+    record = import_hf(args.hf, args.out)
+    shape = record["shape"]
+    print(f"[import-hf] {args.hf} -> {args.out}: {shape['num_layers']} layers x {shape['hidden_size']}, "
+          f"{shape['num_attention_heads']} heads / {shape['num_query_groups']} KV groups, vocab {record['vocab_size']}")  # fmt: skip
     return 0

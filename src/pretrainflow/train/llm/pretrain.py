@@ -7,8 +7,9 @@ Launched by ``pretrainflow pretrain-llm`` (train/llm/cli.py) through ``pretrainf
 
 Step arithmetic (default study): global 8 sequences x 128 tokens = 1,024 tokens/step; TP=2 on 2 ranks -> DP=1,
 so each step is one micro-batch of 8 on the single data-parallel replica, split by heads/FFN across the 2 ranks.
-The loop reads top to bottom: set up the world -> model -> engine -> data -> resume -> steps (log, checkpoint,
-walltime signal) -> final checkpoint. It never writes the run's output directory: the launcher publishes that.
+The loop reads top to bottom: set up the world -> model (its ``init`` weights on a fresh start) -> engine -> data ->
+resume -> steps (log, checkpoint, walltime signal) -> final checkpoint. It never writes the run's output directory:
+the launcher publishes that.
 Where a run trains (``run_device``): on CUDA when its ``devices.gpus_per_node`` > 0 and the node has the GPUs, else on
 ``cpu_ranks`` gloo ranks that see no GPU.
 """
@@ -142,12 +143,16 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--corpora-dir", required=True, type=Path)
     parser.add_argument("--checkpoint-dir", required=True, type=Path)
     parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this step")
+    parser.add_argument("--init", type=Path, default=None, help="TP=1 weights to start from (init:, checked already)")
+    parser.add_argument("--init-vocab", type=int, default=None, help="tokenizer size of the --init weights")
     return parser.parse_args(argv)
 
 
 def train_worker(argv: list[str]) -> int:
     """Train (or resume) one run on this rank; returns 0 when done, EXIT_CHECKPOINTED after a walltime signal."""
     from pretrainflow.corpora.tokenizer import load_tokenizer
+    from pretrainflow.train import checkpoints
+    from pretrainflow.train.llm.checkpoint import load_initial_weights
     from pretrainflow.train.llm.data import BatchStream, blend_prefixes, build_gpt_datasets
     from pretrainflow.train.llm.engine import make_engine
     from pretrainflow.train.llm.loop import TrainLoop
@@ -164,7 +169,12 @@ def train_worker(argv: list[str]) -> int:
         tokenizer_path = corpus_dir / "tokenizer.json"
         vocab_size = load_tokenizer(tokenizer_path).get_vocab_size()
         seed_everything(run.seed, device)
-        engine = make_engine(build_model(run, vocab_size, device), run, device)
+        model = build_model(run, vocab_size, device)
+        if args.init is not None and checkpoints.latest(args.checkpoint_dir) is None:
+            # A fresh start of a continued run: before the engine, whose optimizer copies the weights (fp32 main
+            # params on GPU). A resume loads its own checkpoint instead.
+            load_initial_weights(model, args.init, swiglu=run.gpt_shape().swiglu, old_vocab=args.init_vocab)
+        engine = make_engine(model, run, device)
         world, global_batch = dist.get_world_size(), run.batch.global_batch
         assert global_batch is not None  # resolved by LLMRunSpec
         prefixes, weights = blend_prefixes(args.corpora_dir, run.blend)

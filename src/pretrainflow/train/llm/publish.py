@@ -85,6 +85,8 @@ def publish(run: LLMRunSpec, vocab_size: int, checkpoint_root: Path, out_dir: Pa
                         items_per_s=final["tokens_per_s"]),
         "parameters": sum(t.numel() for t in tensors.values()), "vocab_size": vocab_size,
         "parallel": {"tensor": parallel.tensor, "pipeline": parallel.pipeline, "data": parallel.data_parallel(world)},
+        # continued pretraining: what it started from ({hf: DIR} or {run: ID}, and the tokenizer rule)
+        "init": None if run.init is None else {k: v for k, v in run.to_dict()["init"].items() if k != "run_spec"},
     }  # fmt: skip
     metadata = {"shape": json.dumps(run.model, sort_keys=True), "vocab_size": str(vocab_size),
                 "seq_length": str(run.seq_length), "step": str(step), "format": "megatron-core GPTModel, TP=1"}  # fmt: skip

@@ -14,22 +14,33 @@ GPUs, else cpu_ranks (one node). Data parallel = world / (tensor x pipeline). Gl
 accumulation steps (in sequences); tokens/step = global x seq_length. Training, evaluation and publishing read the
 typed ``LLMRunSpec`` (``LLMRunSpec.from_dict(json.loads(spec))``); ``to_dict()`` gives back the resolved dict that is
 hashed.
+
+Continued pretraining: ``init`` names the weights a run starts from instead of a random initialisation, either a local
+Hugging Face Llama directory (``{hf: data/hf/Meta-Llama-3-8B}``, imported by ``pretrainflow import-hf``) or an
+earlier LLM run of the study (``{run: gpt-micro-pydocs}``; the loader merges its resolved spec in as ``run_spec``, so
+a change to that run changes this run's hash too). ``model`` must describe the same architecture (checked here against
+``run_spec``, and against the import's config.json when training starts). ``init.tokenizer``: ``keep`` = the corpus
+is tokenised with the init's own tokenizer; ``extend`` = with a tokenizer whose vocabulary extends it (same ids for
+every old token), the new embedding and output rows starting at the mean of the old tokenizer's rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pretrainflow.errors import ConfigError
 from pretrainflow.models.gpt import GPTShape, create_gpt_shape
-from pretrainflow.spec_fields import build, flag, number, one_of, positive_int, study_key, to_dict
+from pretrainflow.spec_fields import build, flag, number, one_of, positive_int, safe_name, string, study_key, to_dict
 from pretrainflow.train.devices import DevicesSpec
 from pretrainflow.train.spec import BatchSpec, CheckpointSpec, LogSpec, check_betas, check_renamed, planned_world_size
 
 OPTIMIZERS = ("adamw",)  # Adam with decoupled weight decay: megatron-core's optimizer "adam"
 PRECISIONS = ("bf16", "fp32")  # on GPU; CPU always trains in fp32
+INIT_TOKENIZER = ("keep", "extend")  # what the corpus tokenizer is to the init's: the same, or a superset
+# GPTShape fields that do not change what a set of weights means (compared by shape_differences)
+SHAPE_FIELDS_IGNORED = ("name", "init_method_std", "num_query_groups")  # num_query_groups: via query_groups
 
 
 @dataclass(kw_only=True, slots=True)
@@ -119,6 +130,42 @@ class EvalSpec:
         positive_int("iters", self.iters)
 
 
+@dataclass(kw_only=True, slots=True)
+class InitSpec:
+    """The weights a continued-pretraining run starts from: exactly one of ``hf`` or ``run`` (checked by LLMRunSpec)."""
+
+    hf: str | None = None  # a local Hugging Face Llama directory (config.json, safetensors, tokenizer.json)
+    run: str | None = None  # an earlier LLM run of the study (its published model.safetensors)
+    tokenizer: str = "keep"  # "keep" | "extend" (new rows = mean of the old tokenizer's rows)
+    run_spec: dict | None = None  # the resolved spec of ``run``, merged in by the study loader (hashed)
+
+    def __post_init__(self) -> None:
+        if self.hf is not None:
+            string("hf", self.hf)
+        if self.run is not None:
+            safe_name("run", self.run)
+        one_of("tokenizer", self.tokenizer, INIT_TOKENIZER)
+        if self.run_spec is not None and not (self.run is not None and isinstance(self.run_spec, Mapping)):
+            raise ValueError("run_spec: filled in by the study loader for init.run only; do not write it")
+
+
+def shape_differences(shape: GPTShape, other: GPTShape) -> list[str]:
+    """``field: mine vs other`` for every architecture field that differs (names and init std do not count).
+
+    >>> from pretrainflow.models.gpt import create_gpt_shape
+    >>> shape_differences(create_gpt_shape("gpt_micro"), create_gpt_shape("gpt_micro", num_query_groups=4))
+    ['query groups: 2 vs 4']
+    """
+    found = []
+    if shape.query_groups != other.query_groups:
+        found.append(f"query groups: {shape.query_groups} vs {other.query_groups}")
+    for item in fields(GPTShape):
+        mine, theirs = getattr(shape, item.name), getattr(other, item.name)
+        if item.name not in SHAPE_FIELDS_IGNORED and mine != theirs:
+            found.append(f"{item.name}: {mine!r} vs {theirs!r}")
+    return found
+
+
 _NESTED = {
     "parallel": ParallelSpec,
     "batch": LLMBatchSpec,
@@ -128,6 +175,7 @@ _NESTED = {
     "checkpoint": LLMCheckpointSpec,
     "eval": EvalSpec,
     "log": LLMLogSpec,
+    "init": InitSpec,
 }
 
 
@@ -143,6 +191,7 @@ class LLMRunSpec:
     model: dict[str, Any]  # {"name": <registered GPT shape>, **overrides of its fields}
     corpus: str
     blend: dict[str, float] | None = None  # {corpus: weight}; default {corpus: 1.0}
+    init: InitSpec | None = None  # continued pretraining: start from an imported or earlier run's weights
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     seq_length: int
     batch: LLMBatchSpec
@@ -169,6 +218,7 @@ class LLMRunSpec:
         if not (isinstance(self.corpus, str) and self.corpus):
             raise ValueError(f"corpus: expected the name of a corpus, got {self.corpus!r}")
         self._check_blend()
+        self._check_init()
         positive_int("seq_length", self.seq_length, minimum=8)
         world, model_parallel = planned_world_size(self.devices), self.parallel.model_parallel
         if world % model_parallel:
@@ -220,6 +270,62 @@ class LLMRunSpec:
                 f"blend: expected the run's corpus {self.corpus!r} among {sorted(self.blend)} (it gives tokenizer and split)"
             )
 
+    def _check_init(self) -> None:
+        """Static checks of ``init`` (the files are checked when training starts: train/llm/hf_import.check_init)."""
+        init = self.init
+        if init is None:
+            return
+        if (init.hf is None) == (init.run is None):
+            raise ValueError(
+                "init: expected exactly one of hf (a local Hugging Face Llama directory) or run (an LLM run of the "
+                f"study), got hf={init.hf!r}, run={init.run!r}"
+            )
+        if init.run is not None and init.run == self.run_id:
+            raise ValueError(f"init.run: a run cannot start from itself ({init.run!r})")
+        if init.hf is not None and self.position_embedding_learned:
+            raise ValueError("init.hf: a Hugging Face Llama uses RoPE; model.position_embedding must be 'rope'")
+        corpus_tokenizer = (self.corpus_spec or {}).get("tokenizer") or {}
+        if init.hf is not None and corpus_tokenizer and "path" not in corpus_tokenizer:
+            raise ValueError(
+                f"init.hf: corpus {self.corpus!r} trains its own tokenizer, but a model imported from {init.hf} reads "
+                f"the ids of its own: set corpora.{self.corpus}.tokenizer to {{path: {init.hf}/tokenizer.json}}"
+                + (" (or to the extended tokenizer.json)" if init.tokenizer == "extend" else "")
+            )
+        if init.run_spec is not None:
+            self._check_init_run(init.run, init.run_spec, corpus_tokenizer)
+
+    def _check_init_run(self, run: str, source: Mapping[str, Any], corpus_tokenizer: Mapping[str, Any]) -> None:
+        """The run started from must have this run's architecture and a tokenizer this one can keep or extend."""
+        overrides = {key: value for key, value in source["model"].items() if key != "name"}
+        differences = shape_differences(self.gpt_shape(), create_gpt_shape(source["model"]["name"], **overrides))
+        if differences:
+            raise ValueError(f"model: differs from the model of init.run {run!r} ({'; '.join(differences)})")
+        if self.position_embedding_learned and source["seq_length"] != self.seq_length:
+            raise ValueError(
+                f"seq_length: learned position embeddings of init.run {run!r} have {source['seq_length']} rows, "
+                f"got {self.seq_length}"
+            )
+        their_corpus = source.get("corpus")
+        their_tokenizer = (source.get("corpus_spec") or {}).get("tokenizer") or {}
+        if self.init.tokenizer == "keep" and their_corpus != self.corpus:
+            if not (
+                "path" in corpus_tokenizer and "path" in their_tokenizer
+            ):  # equal paths' contents: checked at start
+                raise ValueError(
+                    f"init.tokenizer: keep needs corpus {self.corpus!r} tokenised with the tokenizer of init.run "
+                    f"{run!r} (its corpus {their_corpus!r}): train on that corpus, or give both corpora the same "
+                    "tokenizer.path"
+                )
+        if self.init.tokenizer == "extend" and corpus_tokenizer and "path" not in corpus_tokenizer:
+            raise ValueError(
+                f"init.tokenizer: extend needs corpora.{self.corpus}.tokenizer.path, a tokenizer.json that extends the "
+                f"vocabulary of init.run {run!r}"
+            )
+
+    @property
+    def position_embedding_learned(self) -> bool:
+        return self.gpt_shape().position_embedding == "learned_absolute"
+
     @classmethod
     def from_dict(cls, data: Any, where: str = "pretrain") -> LLMRunSpec:
         check_renamed(data, where)
@@ -229,9 +335,11 @@ class LLMRunSpec:
         """The resolved spec under the study's keys, as hashed and passed to the commands (``ablation`` and
         ``corpus_spec`` only when set)."""
         resolved = to_dict(self)
-        for key in ("corpus_spec", "ablation"):
+        for key in ("corpus_spec", "ablation", "init"):
             if resolved[key] is None:
                 del resolved[key]
+        if "init" in resolved:
+            resolved["init"] = {key: value for key, value in resolved["init"].items() if value is not None}
         return resolved
 
 

@@ -1,0 +1,8 @@
+"""Benchmarks of LLM runs through lm-evaluation-harness (PyPI ``lm-eval``), fully offline.
+
+- ``pydoc_tasks``: the tasks that ship with pretrainflow (YAML in ``tasks/``), built from the standard library's
+  docstrings: ``pydoc_mc`` (which function is this docstring about? four choices) and ``pydoc_name`` (generate the
+  name; exact match). ``pretrainflow benchmarks build --out results/benchmarks/tasks`` writes their JSONL.
+- ``spec``: the study's ``llm_eval`` section (which tasks, batch size, limit, where user tasks and data live).
+- ``harness``: runs the harness's ``hf`` model on a Hugging Face export and turns its metrics into result rows.
+"""
