@@ -90,8 +90,12 @@ def _vit_optimizers() -> list[str]:
     return list(OPTIMIZERS)
 
 
-def _sam_bases() -> list[str]:
-    return [name for name in _vit_optimizers() if name != "sam"]
+def _base_optimizers() -> list[str]:
+    from pretrainflow.train.vit import optim
+    from pretrainflow.train.vit.spec import BASE_OPTIMIZERS
+
+    assert set(BASE_OPTIMIZERS) == set(optim._BASES), "the spec's BASE_OPTIMIZERS and optim._BASES differ"
+    return list(BASE_OPTIMIZERS)
 
 
 def _task_kinds() -> list[str]:
@@ -153,7 +157,7 @@ REGISTRIES: dict[str, Callable[[list], list]] = {
         "pretrainflow.train.vit.spec", "TASK_KINDS_WITH_PATH"
     )(),
     "vit_run.schema.yaml#/$defs/optimizer/properties/name": lambda _: _vit_optimizers(),
-    "vit_run.schema.yaml#/$defs/optimizer/properties/base": lambda _: _sam_bases(),
+    "vit_run.schema.yaml#/$defs/optimizer/properties/base": lambda _: _base_optimizers(),
     "vit_run.schema.yaml#/$defs/precision": lambda _: _attr("pretrainflow.train.vit.spec", "PRECISIONS")(),
     "vit_run.schema.yaml#/$defs/zero_stage": lambda _: _attr("pretrainflow.train.vit.spec", "ZERO_STAGES")(),
     "vit_run.schema.yaml#/properties/model/properties/name": lambda _: _vits(),

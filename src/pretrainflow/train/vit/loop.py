@@ -131,6 +131,9 @@ def train(
     optimizer = build_optimizer(model, plan.optimizer, arith.lr)
     if getattr(optimizer, "is_sam", False) and (plan.zero_stage != 0 or arith.accumulation != 1):
         raise ConfigError("optimizer.name: sam needs zero_stage 0 and no accumulation (two passes per step)")
+    if getattr(optimizer, "is_kfac", False) and (plan.zero_stage != 0 or plan.precision != "fp32"):
+        # DeepSpeed would hand K-FAC flat ZeRO partitions / fp32 master copies instead of the layers' parameters
+        raise ConfigError("optimizer.name: kfac needs zero_stage 0 and precision fp32 (train/vit/kfac.py)")
     _check_precision(plan.precision)
     scheduler = warmup_cosine(
         optimizer, total_steps=arith.total_steps, warmup_steps=arith.warmup_steps, floor=plan.schedule.min_lr

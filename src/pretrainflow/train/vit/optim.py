@@ -1,4 +1,5 @@
-"""Optimizer registry (AdamW, SGD-momentum, LAMB, SAM around any of them, Shampoo) with weight-decay exclusions."""
+"""Optimizer registry (AdamW, SGD-momentum, LAMB, SAM around any of them, Shampoo, K-FAC around AdamW/SGD/LAMB) with
+weight-decay exclusions."""
 
 from __future__ import annotations
 
@@ -71,9 +72,28 @@ def _sam(groups, spec: OptimizerSpec, lr: float):
     return EngineSAM(groups, type(base), rho=spec.rho, lr=lr, **defaults)
 
 
-OPTIMIZERS: dict[str, Callable] = {**_BASES, "sam": _sam}
+def _kfac(groups, spec: OptimizerSpec, lr: float, model: nn.Module):
+    from pretrainflow.train.vit.kfac import KFAC
+
+    return KFAC(
+        model,
+        _BASES[spec.base](groups, spec, lr),
+        damping=spec.damping,
+        cov_update_every=spec.cov_update_every,
+        inv_update_every=spec.inv_update_every,
+        ema_decay=spec.ema_decay,
+        kl_clip=spec.kl_clip,
+    )
+
+
+# name -> builder(groups, spec, lr[, model]); only K-FAC takes the model (it hooks the model's layers)
+OPTIMIZERS: dict[str, Callable] = {**_BASES, "sam": _sam, "kfac": _kfac}
+_NEEDS_MODEL = ("kfac",)
 
 
 def build_optimizer(model: nn.Module, spec: OptimizerSpec, lr: float) -> torch.optim.Optimizer:
     """Optimizer ``spec.name`` over ``model`` at learning rate ``lr`` (already scaled to the global batch)."""
-    return OPTIMIZERS[spec.name](param_groups(model, spec.weight_decay), spec, lr)
+    groups = param_groups(model, spec.weight_decay)
+    if spec.name in _NEEDS_MODEL:
+        return OPTIMIZERS[spec.name](groups, spec, lr, model)
+    return OPTIMIZERS[spec.name](groups, spec, lr)

@@ -19,7 +19,9 @@ from pretrainflow.train.devices import DevicesSpec
 from pretrainflow.train.spec import BatchSpec, CheckpointSpec, LogSpec, check_betas, check_renamed, planned_world_size
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-OPTIMIZERS = ("adamw", "sgd", "lamb", "sam", "shampoo")
+OPTIMIZERS = ("adamw", "sgd", "lamb", "sam", "shampoo", "kfac")
+BASE_OPTIMIZERS = ("adamw", "sgd", "lamb", "shampoo")  # what SAM may wrap (``optimizer.base``; optim._BASES)
+KFAC_BASES = ("adamw", "sgd", "lamb")  # what K-FAC may wrap (Shampoo would precondition a second time)
 ZERO_STAGES = (0, 1, 2, 3)
 TASK_KINDS = ("digits", "cifar10", "cifar100", "imagefolder")
 TASK_KINDS_WITH_PATH = ("cifar10", "cifar100", "imagefolder")  # the kinds that read their data from ``path``
@@ -74,13 +76,27 @@ class OptimizerSpec:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     momentum: float = 0.9
-    base: str = "adamw"  # the optimizer SAM wraps
+    base: str = "adamw"  # the optimizer SAM or K-FAC wraps
     rho: float = 0.05  # SAM neighbourhood size
+    # K-FAC (train/vit/kfac.py): Tikhonov damping split between the two factors, steps between factor updates and
+    # between inverse updates, weight of the newest factors in their moving average (1 = no memory), KL-clip bound
+    damping: float = 1e-3
+    cov_update_every: int = 1
+    inv_update_every: int = 10  # a multiple of cov_update_every
+    ema_decay: float = 0.05
+    kl_clip: float | None = None  # None: off; e.g. 1e-3 with base sgd (Ba et al. 2017)
     grad_clip: float | None = None  # max global L2 norm of the gradients, None for no clipping
 
     def __post_init__(self) -> None:
         one_of("name", self.name, OPTIMIZERS)
-        one_of("base", self.base, [o for o in OPTIMIZERS if o != "sam"])
+        if self.name == "kfac" and self.base not in KFAC_BASES:
+            raise ValueError(f"base: kfac wraps one of {list(KFAC_BASES)}, got {self.base!r}")
+        if self.base in ("sam", "kfac"):
+            raise ValueError(
+                f"base: expected one of {list(BASE_OPTIMIZERS)}, got {self.base!r} (SAM and K-FAC wrap a base optimizer; "
+                "neither wraps the other: K-FAC's factors come from the engine's one backward pass, SAM takes two)"
+            )
+        one_of("base", self.base, BASE_OPTIMIZERS)
         number("lr", self.lr, 0.0, open_low=True)
         if self.lr_batch is not None:
             positive_int("lr_batch", self.lr_batch)
@@ -89,6 +105,17 @@ class OptimizerSpec:
         number("eps", self.eps, 0.0, open_low=True)
         number("momentum", self.momentum, 0.0, 1.0)
         number("rho", self.rho, 0.0, open_low=True)
+        number("damping", self.damping, 0.0, open_low=True)
+        positive_int("cov_update_every", self.cov_update_every)
+        positive_int("inv_update_every", self.inv_update_every)
+        if self.inv_update_every % self.cov_update_every:
+            raise ValueError(
+                f"inv_update_every: expected a multiple of cov_update_every {self.cov_update_every} (inverses of "
+                f"factors updated in the same step), got {self.inv_update_every}"
+            )
+        number("ema_decay", self.ema_decay, 0.0, 1.0, open_low=True)
+        if self.kl_clip is not None:
+            number("kl_clip", self.kl_clip, 0.0, open_low=True)
         if self.grad_clip is not None:
             number("grad_clip", self.grad_clip, 0.0, open_low=True)
 
@@ -161,8 +188,25 @@ def _engine_checks(spec: Any) -> None:
         )
     one_of("precision", spec.precision, PRECISIONS)
     one_of("zero_stage", spec.zero_stage, ZERO_STAGES)
+    _kfac_checks(spec)
     positive_int("num_workers", spec.num_workers, minimum=0)
     positive_int("seed", spec.seed, minimum=0)
+
+
+def _kfac_checks(spec: Any) -> None:
+    """K-FAC preconditions the gradients of the model's own Linear/Conv2d parameters (train/vit/kfac.py)."""
+    if spec.optimizer.name != "kfac":
+        return
+    if spec.zero_stage != 0:
+        raise ValueError(
+            f"zero_stage: optimizer.name kfac needs zero_stage 0, got {spec.zero_stage} (ZeRO 1/2/3 give the optimizer "
+            "flat partitions of the gradients, not the per-layer gradients K-FAC's Kronecker factors precondition)"
+        )
+    if spec.precision != "fp32":
+        raise ValueError(
+            f"precision: optimizer.name kfac needs precision fp32, got {spec.precision!r} (DeepSpeed's bf16/fp16 "
+            "optimizers step fp32 master copies, not the parameters of the layers K-FAC hooks)"
+        )
 
 
 _RUN_NESTED = {
