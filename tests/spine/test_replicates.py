@@ -1,6 +1,7 @@
 """Replicates, axes over every stage, and identical units run once (pretrainflow.study.replicates, study.load)."""
 
 import json
+import re
 
 import pytest
 
@@ -186,3 +187,18 @@ def test_snakemake_plans_each_dataset_and_duplicate_cell_once(default_study, tmp
     assert counts["pretrain_vit"] == "4"  # the 2 base runs and their draw-patch cells
     assert counts["finetune_vit"] == "5"  # those 4 and one scratch baseline
     assert "run vit-b.draw-point equals run vit-b" in result.stdout + result.stderr
+
+
+def test_errors_name_the_written_run_or_the_grid_cell(default_study):
+    default_study["replicates"] = 2
+    default_study["pretrain"][BASE]["zero_stage"] = 7
+    with pytest.raises(ConfigError, match=r"^pretrain\.vit-micro-fdb\.zero_stage"):
+        load_study(default_study)
+    default_study["pretrain"][BASE]["zero_stage"] = 0
+    # schema-valid, refused by the typed check: K-FAC needs fp32
+    default_study["ablations"] = {"k": {"base": BASE, "grid": {"optimizer.name": ["kfac"], "precision": ["bf16"]}}}
+    cell = "vit-micro-fdb.optimizer-kfac.precision-bf16.rep-0"
+    with pytest.raises(
+        ConfigError, match=rf"^ablations\.k \(run {re.escape(cell)}\): pretrain\.vit-micro-fdb\.precision"
+    ):
+        load_study(default_study)

@@ -154,7 +154,7 @@ def _replicate_and_resolve_runs(
             if run_id not in resolved:
                 spec = {**run, "seed": run.get("seed", study.seed) + key}
                 spec = _with_init_run(spec, index, runs, seeds, resolved, run.get("ablation", {}).get("base", cell_id))
-                resolved[run_id] = _resolve_run(study, run_id, spec, study.seed)
+                resolved[run_id] = _resolve_run(study, run_id, spec, cell_id)
                 study.cells[run_id] = CellRef(pretrain_cell, index)
             study.cells.setdefault(unit_id, CellRef(cell_id, index))
             sources.append((unit_id, run_id, run, key))
@@ -247,10 +247,17 @@ def _expand_runs(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def _resolve_run(study: Study, run_id: str, run: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Cross-reference a run's dataset/corpus and merge in its spec, then run the area's typed check."""
-    where = f"pretrain.{run.get('ablation', {}).get('base', run_id)}"
-    spec = {"seed": seed, **run, "run_id": run_id}
+def _resolve_run(study: Study, run_id: str, run: dict[str, Any], cell_id: str) -> dict[str, Any]:
+    """Cross-reference a run's dataset/corpus and merge in its spec, then run the area's typed check (errors name the
+    study key: ``pretrain.<name>`` of a written run, ``ablations.<grid> (run <id>)`` of a grid cell)."""
+    ablation = run.get("ablation")
+    # A grid cell's error names the grid and the cell before the base run's key the value ended up in.
+    where = (
+        f"ablations.{ablation['name']} (run {run_id}): pretrain.{ablation['base']}"
+        if ablation
+        else f"pretrain.{cell_id}"
+    )
+    spec = {"seed": study.seed, **run, "run_id": run_id}
     if run["kind"] == "vit":
         dataset = run.get("dataset")
         if dataset not in study.datasets:
