@@ -8,6 +8,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# The front page of `snakemake --report results/report.zip` (what each part of the report shows).
+report: "workflow/report/workflow.rst"
+
+
 # The default study, unless a study is given with --configfile (a study file replaces it: it is not merged into it).
 if not workflow.config_settings.configfiles:
 
@@ -23,6 +27,14 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/evaluate_llm_harness.smk"
 include: "workflow/rules/results.smk"
+
+
+# Bookkeeping rules Snakemake runs itself on a cluster (seconds of work each; never queued as jobs): the same list as
+# pretrainflow.study.resources.LOCAL_RULES, which `pretrainflow sched plan` reads.
+localrules:
+    pretrain_rows,
+    build_benchmarks,
+    aggregate_results,
 
 
 rule all:

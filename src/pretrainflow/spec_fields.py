@@ -62,9 +62,17 @@ def build(cls: type[T], data: Any, where: str, nested: Mapping[str, type] | None
 
 
 def to_dict(value: Any) -> Any:
-    """A spec dataclass as plain JSON-able data under its study keys (``dataclasses.asdict`` with ``study_key``)."""
+    """A spec dataclass as plain JSON-able data under its study keys (``dataclasses.asdict`` with ``study_key``).
+
+    A spec may leave study keys out with an ``omitted_keys()`` method (train/devices.py: ``gpus`` in the per-node
+    form, the node shape in the total form), so that a key added later keeps the resolved specs of older studies, and
+    their config hashes, as they were.
+    """
     if is_dataclass(value) and not isinstance(value, type):
-        return {key_of(item): to_dict(getattr(value, item.name)) for item in fields(value)}
+        omitted = value.omitted_keys() if hasattr(value, "omitted_keys") else ()
+        return {
+            key_of(item): to_dict(getattr(value, item.name)) for item in fields(value) if key_of(item) not in omitted
+        }
     if isinstance(value, Mapping):
         return {key: to_dict(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -5,10 +5,10 @@ import doctest
 import pytest
 
 from pretrainflow.launch import discover
-from pretrainflow.schedulers import job, resources, settings
+from pretrainflow.schedulers import job, resources, settings, sites
 
 
-@pytest.mark.parametrize("module", [discover, job, resources, settings], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [discover, job, resources, settings, sites], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0

@@ -29,7 +29,7 @@ def _aggregate(tmp: Path, rows: list[dict], study: dict, *extra: str) -> Path:
         files.append(str(path))
     summary = tmp / "results" / "summary.parquet"
     code = main(["aggregate", "--rows", *files, "--study", json.dumps(study), "--out", str(summary),
-                 "--plots", str(tmp / "results" / "plots"), "--report", str(tmp / "results" / "report.html"), *extra])  # fmt: skip
+                 "--plots", str(tmp / "results" / "plots"), *extra])  # fmt: skip
     assert code == 0
     return summary
 
@@ -57,8 +57,8 @@ def test_aggregate_writes_statistics_next_to_the_summary(summary):
     assert top1.loc["vit-fdb", "n"] == 3 and top1.loc["vit-fdb", "mean"] == pytest.approx(91.0, abs=1e-12)
     assert top1.loc["vit-fdb", "std"] == pytest.approx(math.sqrt(13.0), abs=1e-12)  # 88, 90, 95: see conftest
     assert top1.loc["vit-rcdb", "n"] == 1 and math.isnan(top1.loc["vit-rcdb", "ci95_low"])
-    report = (summary.parent / "report.html").read_text()
-    assert "91.00 ± 3.61 (n=3)" in report and "rcdb&amp;50%" in report
+    page = (summary.parent / "tables" / "statistics.html").read_text()  # what `snakemake --report` shows
+    assert "91.00 ± 3.61 (n=3)" in page and "rcdb&amp;50%" in page
 
 
 def test_statistics_path_can_be_given(tmp_path):
@@ -160,7 +160,7 @@ def test_row_files_without_cell_and_replicate_aggregate(tmp_path):
     pq.write_table(rows_table(replicate_rows()[:1]).drop_columns(["cell", "replicate"]), old)
     summary = tmp_path / "summary.parquet"
     assert main(["aggregate", "--rows", str(old), "--study", "{}", "--out", str(summary), "--plots",
-                 str(tmp_path / "plots"), "--report", str(tmp_path / "report.html")]) == 0  # fmt: skip
+                 str(tmp_path / "plots")]) == 0  # fmt: skip
     # an old row knows no cells: its run is its own cell, the one replicate 0
     assert read_summary(summary)[["cell", "replicate"]].values.tolist() == [["vit-fdb.rep-0", 0]]
 
@@ -284,7 +284,7 @@ def test_aggregate_takes_cells_and_replicates_from_the_study(tmp_path):
         write_rows([row], path)
     summary = tmp_path / "summary.parquet"
     assert main(["aggregate", "--rows", *map(str, files), "--study", json.dumps(study), "--cells-from-study",
-                 "--out", str(summary), "--plots", str(tmp_path / "plots"), "--report", str(tmp_path / "r.html")]) == 0  # fmt: skip
+                 "--out", str(summary), "--plots", str(tmp_path / "plots")]) == 0  # fmt: skip
     got = read_summary(summary).set_index("run_id")[["cell", "replicate"]]
     assert got.to_dict("index") == {
         "scratch-vit-micro.rep-1": {"cell": "scratch-vit-micro", "replicate": 1},

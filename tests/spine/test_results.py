@@ -1,4 +1,5 @@
-"""Result rows, their aggregation into summary.parquet, plots, report and the `pretrainflow results` command."""
+"""Result rows, their aggregation into summary.parquet, plots, the report's tables and the `pretrainflow results`
+command."""
 
 import json
 
@@ -89,23 +90,25 @@ def study_results(tmp_path):
             str(summary),
             "--plots",
             str(tmp_path / "plots"),
-            "--report",
-            str(tmp_path / "report.html"),
         ]
     )
     assert code == 0
     return tmp_path, summary
 
 
-def test_aggregate_writes_summary_plots_report(study_results):
+def test_aggregate_writes_summary_plots_and_the_reports_files(study_results):
     tmp_path, summary = study_results
     table = pq.read_table(summary).to_pandas()
     assert len(table) == 3 and set(table["run_id"]) == {"vit-fdb", "scratch-vit"}
     assert json.loads(study_of(summary)) == {"study": "t", "seed": 0}
     for name in ("downstream_accuracy.png", "pretrain_loss_vit.png", "pretrain_loss_llm.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = (tmp_path / "report.html").read_text()
-    assert "91.00" in report and "plots/downstream_accuracy.png" in report
+    # next to the summary: what `snakemake --report` shows (tables, the study) and the measured jobs (none here)
+    page = (tmp_path / "tables" / "statistics.html").read_text()
+    assert page.index("top1 (%), test split") < page.index("top5 (%), test split") and "91.00" in page
+    assert json.loads((tmp_path / "study.json").read_text()) == {"study": "t", "seed": 0}
+    assert pq.read_table(tmp_path / "benchmarks.parquet").num_rows == 0
+    assert "nothing to show" in (tmp_path / "tables" / "jobs.html").read_text()
     assert not list(tmp_path.glob(".*.tmp*")), "no temporary files left behind"
 
 

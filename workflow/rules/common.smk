@@ -147,4 +147,4 @@ def finetune_pretrained_arg(wildcards, input):
 
 
 def all_targets():
-    return [layout.SUMMARY, layout.REPORT]
+    return [layout.SUMMARY, layout.BENCHMARKS_TABLE]

@@ -9,10 +9,14 @@ rule train_tokenizer:
         spec=corpus_spec,
     log:
         "results/logs/train_tokenizer/{corpus}.log",
+    benchmark:
+        "results/benchmarks/jobs/train_tokenizer/{corpus}.tsv"
     resources:
         cpus_per_task=res("train_tokenizer", "cpus_per_task"),
         mem_mb=res("train_tokenizer", "mem_mb"),
         runtime=res("train_tokenizer", "runtime"),
+    conda:
+        "../../envs/data.yaml"
     shell:
         "pretrainflow corpora train-tokenizer --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
@@ -29,10 +33,14 @@ rule build_indexed_shard:
         shard=lambda wildcards: int(wildcards.shard),
     log:
         "results/logs/build_indexed_shard/{corpus}-{shard}.log",
+    benchmark:
+        "results/benchmarks/jobs/build_indexed_shard/{corpus}/{shard}.tsv"
     resources:
         cpus_per_task=2,
         mem_mb=4000,
         runtime=120,
+    conda:
+        "../../envs/data.yaml"
     shell:
         "pretrainflow corpora build-shard --spec {params.spec:q} --shard {params.shard} --tokenizer {input.tokenizer:q}"
         " --out-prefix {params.prefix:q} > {log:q} 2>&1"
@@ -57,6 +65,8 @@ rule build_indexed:
         cpus_per_task=1,
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../../envs/data.yaml"
     shell:
         "pretrainflow corpora merge --spec {params.spec:q} --tokenizer {input.tokenizer:q} --shards {params.shards:q}"
         " --out-dir {params.out:q} > {log:q} 2>&1"

@@ -10,10 +10,14 @@ rule search_categories:
         spec=dataset_spec,
     log:
         "results/logs/search_categories/{dataset}.log",
+    benchmark:
+        "results/benchmarks/jobs/search_categories/{dataset}.tsv"
     resources:
         cpus_per_task=1,
         mem_mb=res("search_categories", "mem_mb"),
         runtime=res("search_categories", "runtime"),
+    conda:
+        "../../envs/data.yaml"
     shell:
         "pretrainflow datasets search --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
@@ -28,10 +32,14 @@ rule render_shard:
         shard=lambda wildcards: int(wildcards.shard),
     log:
         "results/logs/render_shard/{dataset}-{shard}.log",
+    benchmark:
+        "results/benchmarks/jobs/render_shard/{dataset}/{shard}.tsv"
     resources:
         cpus_per_task=1,
         mem_mb=res("render_shard", "mem_mb"),
         runtime=res("render_shard", "runtime"),
+    conda:
+        "../../envs/data.yaml"
     shell:
         "pretrainflow datasets render-shard --spec {params.spec:q} --categories {input.categories:q}"
         " --shard {params.shard} --out {output:q} > {log:q} 2>&1"
@@ -54,6 +62,8 @@ rule dataset_manifest:
         cpus_per_task=1,
         mem_mb=res("dataset_manifest", "mem_mb"),
         runtime=res("dataset_manifest", "runtime"),
+    conda:
+        "../../envs/data.yaml"
     shell:
         "pretrainflow datasets manifest --spec {params.spec:q} --categories {input.categories:q}"
         " --shards {input.shards:q} --out {output.manifest:q} > {log:q} 2>&1"

@@ -13,9 +13,13 @@ rule evaluate_vit:
         finetuned=subpath(input.model, parent=True),
     log:
         "results/logs/evaluate_vit/{run}/{task}.log",
+    benchmark:
+        "results/benchmarks/jobs/evaluate_vit/{run}/{task}.tsv"
     resources:
         cpus_per_task=1,
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../../envs/vit.yaml"
     shell:
         "pretrainflow evaluate --spec {params.spec:q} --finetuned {params.finetuned:q} --out {output:q} > {log:q} 2>&1"

@@ -15,6 +15,8 @@ rule build_benchmarks:
         cpus_per_task=res("build_benchmarks", "cpus_per_task"),
         mem_mb=res("build_benchmarks", "mem_mb"),
         runtime=res("build_benchmarks", "runtime"),
+    conda:
+        "../../envs/llm.yaml"
     shell:
         "pretrainflow benchmarks build --out {params.out:q} > {log:q} 2>&1"
 
@@ -35,12 +37,16 @@ rule evaluate_llm_harness:
         tasks=subpath(input.tasks, parent=True),
     log:
         "results/logs/evaluate_llm_harness/{run}.log",
+    benchmark:
+        "results/benchmarks/jobs/evaluate_llm_harness/{run}.tsv"
     resources:
         nodes=res("evaluate_llm_harness", "nodes"),
         gpus=res("evaluate_llm_harness", "gpus"),
         cpus_per_task=res("evaluate_llm_harness", "cpus_per_task"),
         mem_mb=res("evaluate_llm_harness", "mem_mb"),
         runtime=res("evaluate_llm_harness", "runtime"),
+    conda:
+        "../../envs/llm.yaml"
     shell:
         "pretrainflow benchmarks evaluate --spec {params.spec:q} --model {params.model:q} --tasks-dir {params.tasks:q}"
         " --summary {input.summary:q} --out {output:q} > {log:q} 2>&1"

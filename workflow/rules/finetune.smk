@@ -17,13 +17,18 @@ rule finetune_vit:
         checkpoints=layout.CHECKPOINTS_ROOT,
     log:
         "results/logs/finetune_vit/{run}/{task}.log",
+    benchmark:
+        "results/benchmarks/jobs/finetune_vit/{run}/{task}.tsv"
     threads: res("finetune_vit", "threads")
     resources:
         nodes=res("finetune_vit", "nodes"),
         gpus=res("finetune_vit", "gpus"),
+        cpus_per_gpu=res("finetune_vit", "cpus_per_gpu"),  # with a total of GPUs; None (dropped) otherwise
         cpus_per_task=res("finetune_vit", "cpus_per_task"),
         mem_mb=res("finetune_vit", "mem_mb"),
         runtime=res("finetune_vit", "runtime"),
+    conda:
+        "../../envs/vit.yaml"
     shell:
         "pretrainflow finetune --spec {params.spec:q} {params.pretrained} --out {params.out:q}"
         " --checkpoints {params.checkpoints:q} > {log:q} 2>&1"

@@ -26,6 +26,8 @@ rule import_hf:
         cpus_per_task=hf_import_res("cpus_per_task"),
         mem_mb=hf_import_res("mem_mb"),
         runtime=hf_import_res("runtime"),
+    conda:
+        "../../envs/llm.yaml"
     shell:
         "pretrainflow import-hf --hf {params.hf:q} --out {params.out:q} > {log:q} 2>&1"
 
@@ -49,13 +51,18 @@ rule pretrain_llm:
         checkpoints=layout.CHECKPOINTS_ROOT,
     log:
         "results/logs/pretrain_llm/{run}.log",
+    benchmark:
+        "results/benchmarks/jobs/pretrain_llm/{run}.tsv"
     threads: res("pretrain_llm", "threads")
     resources:
         nodes=res("pretrain_llm", "nodes"),
         gpus=res("pretrain_llm", "gpus"),
+        cpus_per_gpu=res("pretrain_llm", "cpus_per_gpu"),  # with a total of GPUs; None (dropped) otherwise
         cpus_per_task=res("pretrain_llm", "cpus_per_task"),
         mem_mb=res("pretrain_llm", "mem_mb"),
         runtime=res("pretrain_llm", "runtime"),
+    conda:
+        "../../envs/llm.yaml"
     shell:
         "pretrainflow pretrain-llm --spec {params.spec:q} --out {params.out:q} --corpora-dir {params.corpora:q}"
         " --checkpoints {params.checkpoints:q} > {log:q} 2>&1"
@@ -77,11 +84,15 @@ rule evaluate_llm:
         checkpoints=layout.CHECKPOINTS_ROOT,
     log:
         "results/logs/evaluate_llm/{run}.log",
+    benchmark:
+        "results/benchmarks/jobs/evaluate_llm/{run}.tsv"
     resources:
         gpus=res("evaluate_llm", "gpus"),
         cpus_per_task=res("evaluate_llm", "cpus_per_task"),
         mem_mb=res("evaluate_llm", "mem_mb"),
         runtime=res("evaluate_llm", "runtime"),
+    conda:
+        "../../envs/llm.yaml"
     shell:
         "pretrainflow evaluate-llm --spec {params.spec:q} --model {input.model:q} --out {output:q}"
         " --corpora-dir {params.corpora:q} --checkpoints {params.checkpoints:q} > {log:q} 2>&1"
@@ -104,6 +115,8 @@ rule export_llm:
         cpus_per_task=res("export_llm", "cpus_per_task"),
         mem_mb=res("export_llm", "mem_mb"),
         runtime=res("export_llm", "runtime"),
+    conda:
+        "../../envs/llm.yaml"
     shell:
         "pretrainflow export-llama --model {input.model:q} --tokenizer {input.tokenizer:q} --out {params.out:q}"
         " > {log:q} 2>&1"

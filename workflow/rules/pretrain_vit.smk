@@ -21,13 +21,18 @@ rule pretrain_vit:
         checkpoints=layout.CHECKPOINTS_ROOT,
     log:
         "results/logs/pretrain_vit/{run}.log",
+    benchmark:
+        "results/benchmarks/jobs/pretrain_vit/{run}.tsv"
     threads: res("pretrain_vit", "threads")
     resources:
         nodes=res("pretrain_vit", "nodes"),
         gpus=res("pretrain_vit", "gpus"),
+        cpus_per_gpu=res("pretrain_vit", "cpus_per_gpu"),  # with a total of GPUs; None (dropped) otherwise
         cpus_per_task=res("pretrain_vit", "cpus_per_task"),
         mem_mb=res("pretrain_vit", "mem_mb"),
         runtime=res("pretrain_vit", "runtime"),
+    conda:
+        "../../envs/vit.yaml"
     shell:
         "pretrainflow pretrain-vit --spec {params.spec:q} --dataset {params.dataset:q} --out {params.out:q}"
         " --checkpoints {params.checkpoints:q} > {log:q} 2>&1"
@@ -49,5 +54,7 @@ rule pretrain_rows:
         cpus_per_task=1,
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../../envs/vit.yaml"
     shell:
         "pretrainflow pretrain-rows --pretrained {params.pretrained:q} --out {output:q} > {log:q} 2>&1"

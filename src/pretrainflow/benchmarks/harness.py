@@ -35,6 +35,7 @@ from pretrainflow.benchmarks.pydoc_tasks import MANIFEST, shipped_task_names
 from pretrainflow.benchmarks.spec import HarnessSpec
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.results.rows import make_row
+from pretrainflow.train.devices import trains_on_gpus
 
 OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # Fractions in [0, 1] in the harness; rows give them in percent (value and stderr), as top1 / top5.
@@ -142,8 +143,7 @@ def _device(spec: HarnessSpec) -> tuple[str, str, str]:
     """(device for the harness, its name for the rows, dtype): a GPU when the run trained on GPUs and one is here."""
     import torch
 
-    devices = spec.pretrain_spec.get("devices") or {}
-    if devices.get("gpus_per_node", 0) > 0 and torch.cuda.is_available():
+    if trains_on_gpus(spec.pretrain_spec.get("devices") or {}) and torch.cuda.is_available():
         dtype = "bfloat16" if spec.pretrain_spec.get("precision") == "bf16" else "float32"
         return "cuda", torch.cuda.get_device_name(0), dtype
     return "cpu", "cpu", "float32"

@@ -1,6 +1,8 @@
 """Gather every result row file into results/summary.parquet, carrying the study that produced it, and write the
 statistics over replicates next to it (results/statistics.parquet: one row per cell x task x split x metric with n,
-mean, std, ci95_low, ci95_high; see pretrainflow.results.stats)."""
+mean, std, ci95_low, ci95_high; see pretrainflow.results.stats); gather the Snakemake benchmark file of every
+benchmarked job into results/benchmarks.parquet (``job_benchmarks``: wall seconds, max RSS and CPU seconds per job).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pretrainflow.errors import PretrainflowError
 from pretrainflow.io import atomic_path, canonical_json
 from pretrainflow.results.rows import conform, read_rows
 from pretrainflow.results.stats import statistics_table
+from pretrainflow.study import layout
 
 # Key of the Parquet file metadata entry holding the resolved study (so the summary carries the config that made it).
 STUDY_METADATA_KEY = b"pretrainflow.study"
@@ -112,3 +115,90 @@ def study_of(path: str | Path) -> str | None:
     metadata = pq.read_schema(path).metadata or {}
     value = metadata.get(STUDY_METADATA_KEY)
     return value.decode() if value else None
+
+
+# One row per benchmarked job and repeat (README "Measured jobs"). Snakemake samples the job's process tree (children
+# included) every 0.5 s for its first ~15 s, then every 30 s: max_* are the largest samples (a peak between two samples
+# is missed) and null where the job ended before the first sample; sizes in MiB (Snakemake's "MB").
+BENCHMARK_COLUMNS = {
+    "rule": (pa.string(), None, "the Snakemake rule"),
+    "unit": (pa.string(), None, "the job's wildcard values joined by '/', e.g. fdb-tiny/00000"),
+    "run": (pa.string(), None, "the job's run wildcard (joins run_id of the summary); null for data jobs"),
+    "wildcards": (pa.string(), None, "the job's wildcards as a JSON object"),
+    "repeat": (pa.int64(), None, "0, or the repeat index of a benchmark: repeat(..., n) rule"),
+    "seconds": (pa.float64(), "s", "wall-clock seconds of the job"),
+    "max_rss_mb": (pa.float64(), "max_rss", "largest sampled resident set size, MiB"),
+    "max_vms_mb": (pa.float64(), "max_vms", "largest sampled virtual memory size, MiB"),
+    "max_uss_mb": (pa.float64(), "max_uss", "largest sampled unique set size, MiB"),
+    "max_pss_mb": (pa.float64(), "max_pss", "largest sampled proportional set size, MiB"),
+    "io_in_mb": (pa.float64(), "io_in", "MiB read (last sample)"),
+    "io_out_mb": (pa.float64(), "io_out", "MiB written (last sample)"),
+    "mean_load": (pa.float64(), "mean_load", "mean CPU load in percent of one core (250 = 2.5 cores busy)"),
+    "cpu_seconds": (pa.float64(), "cpu_time", "user + system CPU seconds of the sampled processes"),
+}
+BENCHMARK_SCHEMA = pa.schema([(name, dtype) for name, (dtype, _, _) in BENCHMARK_COLUMNS.items()])
+# The columns a benchmark file must have (snakemake/benchmark.py BenchmarkRecord.get_header); others are optional.
+REQUIRED_TSV_COLUMNS = ("s", "max_rss", "cpu_time")
+
+
+def benchmark_job(path: str | Path) -> tuple[str, dict[str, str]]:
+    """(rule, wildcards) of a benchmark file laid out as ``layout.job_benchmark`` names it (under any root).
+
+    >>> benchmark_job("/tmp/x/results/benchmarks/jobs/render_shard/fdb-tiny/00000.tsv")
+    ('render_shard', {'dataset': 'fdb-tiny', 'shard': '00000'})
+    """
+    parts = Path(path).with_suffix("").parts
+    root = tuple(Path(layout.JOB_BENCHMARKS_ROOT).parts[-2:])  # ("benchmarks", "jobs")
+    for i in range(len(parts) - 3, -1, -1):
+        rule = parts[i + 2]
+        if parts[i : i + 2] == root and len(parts) - i - 3 == len(layout.JOB_BENCHMARKS.get(rule, ())) > 0:
+            return rule, dict(zip(layout.JOB_BENCHMARKS[rule], parts[i + 3 :], strict=True))
+    raise PretrainflowError(
+        f"{path}: not a job benchmark file; expected {layout.JOB_BENCHMARKS_ROOT}/<rule>/<wildcard values>.tsv "
+        f"with <rule> one of {sorted(layout.JOB_BENCHMARKS)}"
+    )
+
+
+def read_job_benchmark(path: str | Path) -> pd.DataFrame:
+    """One benchmark file as BENCHMARK_COLUMNS rows (one per repeat); errors name the file."""
+    rule, wildcards = benchmark_job(path)
+    try:
+        tsv = pd.read_csv(path, sep="\t", na_values=["NA", "-"], keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise PretrainflowError(f"{path}: cannot read the benchmark file ({err})") from err
+    missing = [column for column in REQUIRED_TSV_COLUMNS if column not in tsv.columns]
+    if missing:
+        raise PretrainflowError(
+            f"{path}: not a Snakemake benchmark file: no column(s) {missing} in {list(tsv.columns)}"
+        )
+    frame = pd.DataFrame(
+        {
+            "rule": rule,
+            "unit": "/".join(wildcards.values()),
+            "run": wildcards.get("run"),
+            "wildcards": json.dumps(wildcards),
+            "repeat": range(len(tsv)),
+        }
+    )
+    for name, (_, source, _) in BENCHMARK_COLUMNS.items():
+        if source is not None:
+            values = tsv[source] if source in tsv.columns else None
+            frame[name] = pd.to_numeric(values, errors="coerce").to_numpy() if values is not None else float("nan")
+    return frame
+
+
+def job_benchmarks(paths: Iterable[str | Path]) -> pa.Table:
+    """Every benchmark file as one table with BENCHMARK_SCHEMA, sorted by rule, unit and repeat."""
+    frames = [read_job_benchmark(path) for path in paths]
+    if not frames:
+        return BENCHMARK_SCHEMA.empty_table()
+    frame = pd.concat(frames, ignore_index=True).sort_values(["rule", "unit", "repeat"], kind="stable")
+    return pa.Table.from_pandas(frame, schema=BENCHMARK_SCHEMA, preserve_index=False)
+
+
+def write_job_benchmarks(paths: Iterable[str | Path], out: str | Path, study: dict[str, Any]) -> pa.Table:
+    """results/benchmarks.parquet: ``job_benchmarks(paths)`` atomically, with the study as metadata."""
+    table = _with_study(job_benchmarks(paths), study)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    return table

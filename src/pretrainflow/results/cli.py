@@ -19,10 +19,14 @@ from pathlib import Path
 from pretrainflow.errors import PretrainflowError
 
 DEFAULT_SUMMARY = "results/summary.parquet"
+# The plots `pretrainflow aggregate` writes into --plots (outputs of rule aggregate_results, each flagged for the report)
+PLOTS = ("downstream_accuracy.png", "pretrain_loss_vit.png", "pretrain_loss_llm.png")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    agg = subparsers.add_parser("aggregate", help="gather row files into summary.parquet, plots and an HTML report")
+    agg = subparsers.add_parser(
+        "aggregate", help="gather row files and job benchmarks into summary.parquet, plots and the report's tables"
+    )
     agg.add_argument("--rows", nargs="*", default=[], help="result row Parquet files")
     agg.add_argument("--vit-curves", nargs="*", default=[], help="metrics.parquet of ViT pretraining runs")
     agg.add_argument("--llm-curves", nargs="*", default=[], help="metrics.parquet of LLM pretraining runs")
@@ -33,7 +37,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     agg.add_argument("--out", required=True, help="summary Parquet file")
     agg.add_argument("--statistics", default=None, help="statistics Parquet file (default: next to --out)")
     agg.add_argument("--plots", required=True, help="directory for the PNG plots")
-    agg.add_argument("--report", required=True, help="HTML report file")
+    agg.add_argument("--benchmarks", nargs="*", default=[],
+                     help="Snakemake benchmark files of the jobs (results/benchmarks/jobs/<rule>/<wildcards>.tsv)")  # fmt: skip
+    agg.add_argument("--benchmarks-out", default=None,
+                     help="measured jobs Parquet file (default: benchmarks.parquet next to --out)")  # fmt: skip
+    agg.add_argument("--tables", default=None,
+                     help="directory for the HTML tables `snakemake --report` shows (default: tables/ next to --out)")  # fmt: skip
+    agg.add_argument("--study-out", default=None, help="the study as JSON (default: study.json next to --out)")
     agg.set_defaults(func=run_aggregate)
 
     res = subparsers.add_parser("results", help="statistics of the aggregated results: tables, comparisons, plots")
@@ -65,9 +75,8 @@ def _curves(paths: list[str]):
 
 
 def run_aggregate(args: argparse.Namespace) -> int:
-    from pretrainflow.results import plots, table
-    from pretrainflow.results.aggregate import aggregate
-    from pretrainflow.results.report import write_report
+    from pretrainflow.results import plots, report, table
+    from pretrainflow.results.aggregate import aggregate, write_job_benchmarks
 
     study = json.loads(args.study)
     cells = None
@@ -75,20 +84,22 @@ def run_aggregate(args: argparse.Namespace) -> int:
         from pretrainflow.study.load import load_study  # the training specs (torch): only when asked
 
         cells = {run: (ref.cell, ref.replicate) for run, ref in load_study(study).cells.items()}
-    summary = aggregate(args.rows, args.out, study, args.statistics, cells).to_pandas()
-    plot_dir = Path(args.plots)
-    written = [
-        plot_dir / "downstream_accuracy.png",
-        plot_dir / "pretrain_loss_vit.png",
-        plot_dir / "pretrain_loss_llm.png",
-    ]
-    plots.plot_downstream(summary, written[0], study, metric=args.metric)
-    plots.plot_loss_curves(_curves(args.vit_curves), written[1], study, "ViT pretraining (DeepSpeed)")
-    plots.plot_loss_curves(_curves(args.llm_curves), written[2], study, "LLM pretraining (megatron-core)")
-    chosen = table.select(summary, metric=args.metric)
-    grid, heading = table.stats_table(chosen, ["cell", "pretrain_source"], "task", args.metric, "text")
-    write_report(grid, heading, written, study, args.report)
-    print(table.render(grid, 2, "text", heading))
+    out = Path(args.out)
+    summary = aggregate(args.rows, out, study, args.statistics, cells).to_pandas()
+    jobs = write_job_benchmarks(args.benchmarks, args.benchmarks_out or out.with_name("benchmarks.parquet"), study)
+    downstream, vit_loss, llm_loss = (Path(args.plots) / name for name in PLOTS)
+    plots.plot_downstream(summary, downstream, study, metric=args.metric)
+    plots.plot_loss_curves(_curves(args.vit_curves), vit_loss, study, "ViT pretraining (DeepSpeed)")
+    plots.plot_loss_curves(_curves(args.llm_curves), llm_loss, study, "LLM pretraining (megatron-core)")
+    # What Snakemake's report shows beside the plots (report() flags in workflow/rules/results.smk)
+    tables_dir = Path(args.tables) if args.tables else out.with_name("tables")
+    statistics = report.statistics_tables(summary, args.metric)
+    report.write_tables_page(statistics, f"Study {study.get('study', '')}: results", tables_dir / "statistics.html")
+    report.write_tables_page(report.jobs_tables(jobs.to_pandas()), "Measured jobs", tables_dir / "jobs.html")
+    report.write_study(study, args.study_out or out.with_name("study.json"))
+    if statistics:
+        heading, grid = statistics[0]
+        print(table.render(grid, 2, "text", heading))
     return 0
 
 

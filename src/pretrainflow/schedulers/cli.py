@@ -54,6 +54,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     submit_run.add_argument("--queue", help="Slurm partition / PBS reservation / Grid Engine queue")
     submit_run.add_argument("--account", help="Slurm account")
     submit_run.add_argument("--no-group-flag", action="store_true", help="stock Grid Engine: do not pass -g <group>")
+    submit_run.add_argument(
+        "--gpus-per-node", type=int, default=None, help="Slurm: GPUs of one node (shapes a run's total `gpus`)"
+    )
     submit_run.add_argument("--wait", action="store_true", help="wait for the jobs and print their summaries")
     submit_run.set_defaults(func=_submit_runs)
 
@@ -104,7 +107,8 @@ def _submit_runs(args: argparse.Namespace) -> int:
     from pretrainflow.schedulers.submit import make_executor, run_tasks
 
     tasks, specs = run_tasks(args.study, args.run, args.ablation)
-    site_values = {"site_group": args.group, "site_queue": args.queue, "site_account": args.account}
+    site_values = {"site_group": args.group, "site_queue": args.queue, "site_account": args.account,
+                   "site_gpus_per_node": args.gpus_per_node}  # fmt: skip
     if args.no_group_flag:
         site_values["site_group_flag"] = "none"
     jobs = []

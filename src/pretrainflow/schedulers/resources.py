@@ -1,38 +1,42 @@
 """The one mapping from a rule's abstract resources to each site's resource types.
 
 Rules declare what a job needs, never where it runs:
-    gpus           GPUs of the whole job (as the Slurm plugin's ``gpu``, accepted as an alias); spread evenly over
-                   ``nodes``: gpus=16, nodes=2 -> 8 per node (one process per GPU on every node)
+    gpus           GPUs of the whole job (as the Slurm plugin's ``gpu``, accepted as an alias). With ``nodes`` they
+                   are spread evenly over those nodes (gpus=16, nodes=2 -> 8 per node, the shape kept on every site);
+                   without ``nodes`` the site shapes the total into its own nodes (``shape_total``)
     nodes          number of nodes (multi-node jobs always get whole nodes)
     cpus_per_task  CPU cores per node
+    cpus_per_gpu   cores per GPU of a total (the node's cores follow the site's GPUs per node)
     mem_mb         memory per node in MB
     runtime        walltime in minutes
-``place(site, request)`` turns that into a Placement on ABCI 3.0, TSUBAME 4.0 or Slurm, or raises ConfigError naming the
-value the site cannot satisfy (9 GPUs on one ABCI node ...) before anything is submitted.
-
-ABCI 3.0 (H200 nodes): rt_HF = whole node (8 GPUs, 192 cores, 1,920 GB; the only type for multi-node), rt_HG = 1 GPU +
-16 cores + 160 GB, rt_HC = 32 cores + 320 GB without GPU.
-TSUBAME 4.0 (H100 nodes): node_f = whole node (4 GPUs, 192 cores, 768 GB), node_h = half (2 GPUs, 96 cores),
-node_q = quarter (1 GPU, 48 cores), gpu_1 = 1 GPU + 8 cores, cpu_N = N cores without GPU (N in 4, 8, 16, 40, 80, 160).
+``place(site, request)`` turns that into a Placement on ABCI 3.0, TSUBAME 4.0 or Slurm (their resource types are in
+sites.py), or raises ConfigError naming the value the site cannot satisfy (9 GPUs on one ABCI node ...) before
+anything is submitted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pretrainflow.errors import ConfigError
+from pretrainflow.schedulers.sites import SITE_NAMES, NodeType, Site, site
+
+SITES = SITE_NAMES  # the names `--site` accepts
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
 class ResourceRequest:
-    """What one job asks for, per node (see module docstring for units)."""
+    """What one job asks for, per node (see module docstring for units); ``total_gpus`` leaves the shape to the site."""
 
     gpus_per_node: int = 0
     nodes: int = 1
     cpus_per_task: int = 1
     mem_mb: int = 1000
     runtime_min: int = 60
+    total_gpus: int = 0  # GPUs of a job whose node shape the site decides (gpus_per_node and nodes then unset)
+    cpus_per_gpu: int = 0  # cores per GPU; 0: cpus_per_task is the node's
 
     def __post_init__(self) -> None:
         checks = (
@@ -41,14 +45,19 @@ class ResourceRequest:
             ("cpus_per_task", self.cpus_per_task, 1),
             ("mem_mb", self.mem_mb, 1),
             ("runtime", self.runtime_min, 1),
+            ("gpus", self.total_gpus, 0),
+            ("cpus_per_gpu", self.cpus_per_gpu, 0),
         )
         for key, value, low in checks:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"resources.{key}: expected an integer >= {low}, got {value!r}")
+        if self.total_gpus and (self.gpus_per_node or self.nodes != 1):
+            raise ConfigError("resources: a total of GPUs leaves nodes and gpus_per_node to the site; give one form")
 
     @classmethod
     def from_resources(cls, resources: Mapping[str, object], rule: str = "?") -> ResourceRequest:
-        """Read a Snakemake job's resources (``gpus`` = the job's total; ``gpu``, the Slurm plugin's name, is an alias)."""
+        """Read a Snakemake job's resources (``gpus`` = the job's total; ``gpu``, the Slurm plugin's name, is an alias).
+        Without ``nodes`` a job with GPUs is a total that the site shapes."""
 
         def as_int(key: str, default: int) -> int:
             value = resources.get(key, default)
@@ -57,16 +66,19 @@ class ResourceRequest:
             except (TypeError, ValueError):
                 raise ConfigError(f"rule {rule}: resources.{key}: expected an integer, got {value!r}") from None
 
-        gpus, nodes = as_int("gpus", 0) or as_int("gpu", 0), max(1, as_int("nodes", 1))
-        if gpus % nodes:
-            raise ConfigError(f"rule {rule}: resources.gpus: {gpus} GPUs do not split evenly over {nodes} nodes")
-        return cls(
-            gpus_per_node=gpus // nodes,
-            nodes=nodes,
+        gpus = as_int("gpus", 0) or as_int("gpu", 0)
+        cores = dict(
             cpus_per_task=as_int("cpus_per_task", max(1, as_int("_cores", 1), as_int("threads", 1))),
+            cpus_per_gpu=as_int("cpus_per_gpu", 0),
             mem_mb=as_int("mem_mb", 1000),
             runtime_min=as_int("runtime", 60),
         )
+        if gpus and resources.get("nodes") is None:
+            return cls(total_gpus=gpus, **cores)
+        nodes = max(1, as_int("nodes", 1))
+        if gpus % nodes:
+            raise ConfigError(f"rule {rule}: resources.gpus: {gpus} GPUs do not split evenly over {nodes} nodes")
+        return cls(gpus_per_node=gpus // nodes, nodes=nodes, **cores)
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -87,40 +99,41 @@ class Placement:
         return f"{self.runtime_min // 60:02d}:{self.runtime_min % 60:02d}:00"
 
 
-@dataclass(kw_only=True, slots=True, frozen=True)
-class NodeType:
-    """One resource type of a site: what a single unit of it provides."""
+def shape_total(where: Site, req: ResourceRequest, node_gpus: int | None = None) -> ResourceRequest:
+    """``req`` with a total of GPUs shaped into ``where``'s nodes: one node when a node holds it, else whole nodes of
+    the site's largest type (``node_gpus`` for Slurm, from the profile; without it one node). A total that does not
+    fill whole nodes is an error: the launcher starts the same number of ranks on every node.
 
-    name: str
-    gpus: int
-    cpus: int
-    mem_mb: int
-    multi_node: bool = False  # may be requested with count > 1 (whole nodes)
+    >>> from pretrainflow.schedulers.sites import SITES
+    >>> [(r.nodes, r.gpus_per_node) for r in (shape_total(SITES[s], ResourceRequest(total_gpus=32)) for s in
+    ...  ("abci", "tsubame"))]
+    [(4, 8), (8, 4)]
+    """
+    if req.cpus_per_gpu and req.gpus_per_node:
+        req = dataclasses.replace(req, cpus_per_task=req.cpus_per_gpu * req.gpus_per_node, cpus_per_gpu=0)
+    if not req.total_gpus:
+        return req
+    whole = where.whole_node
+    per_node = whole.gpus if whole is not None else node_gpus
+    total = req.total_gpus
+    if per_node is None or total <= per_node:
+        nodes, gpus = 1, total
+    elif total % per_node:
+        name = whole.name if whole is not None else "a node (site_gpus_per_node)"
+        raise ConfigError(
+            f"resources.gpus: {total} GPUs do not fill whole {where.name} nodes ({name}: {per_node} GPUs each); "
+            f"ask for a multiple of {per_node}, or give nodes and gpus_per_node"
+        )
+    else:
+        nodes, gpus = total // per_node, per_node
+    cores = req.cpus_per_gpu * gpus if req.cpus_per_gpu else req.cpus_per_task
+    return dataclasses.replace(req, total_gpus=0, nodes=nodes, gpus_per_node=gpus, cpus_per_task=cores, cpus_per_gpu=0)
 
 
-GB = 1024  # MB per GB in the site tables below
-ABCI_TYPES = (  # smallest first: the mapping takes the first that fits
-    NodeType(name="rt_HC", gpus=0, cpus=32, mem_mb=320 * GB),
-    NodeType(name="rt_HG", gpus=1, cpus=16, mem_mb=160 * GB),
-    NodeType(name="rt_HF", gpus=8, cpus=192, mem_mb=1920 * GB, multi_node=True),
-)
-# TSUBAME memory per type is not in our reference: assume the node's 768 GB shared per core, 768 / 192 = 4 GB per core
-# (cpu_4 -> 16 GB, gpu_1 -> 32 GB, node_q -> 192 GB); check the site documentation before relying on the boundaries.
-TSUBAME_TYPES = (
-    *(NodeType(name=f"cpu_{n}", gpus=0, cpus=n, mem_mb=n * 4 * GB) for n in (4, 8, 16, 40, 80, 160)),
-    NodeType(name="gpu_1", gpus=1, cpus=8, mem_mb=8 * 4 * GB),
-    NodeType(name="node_q", gpus=1, cpus=48, mem_mb=192 * GB),
-    NodeType(name="node_h", gpus=2, cpus=96, mem_mb=384 * GB),
-    NodeType(name="node_f", gpus=4, cpus=192, mem_mb=768 * GB, multi_node=True),
-)
-# Site walltime limits in minutes (ABCI on-demand 12 h, spot 168 h: the profile may raise it; TSUBAME about 24 h).
-DEFAULT_MAX_RUNTIME = {"abci": 12 * 60, "tsubame": 24 * 60, "slurm": None}
-
-
-def _place_on_types(site: str, types: tuple[NodeType, ...], req: ResourceRequest) -> Placement:
-    whole = types[-1]
+def _place_on_types(where: Site, req: ResourceRequest) -> Placement:
+    types, whole = where.types, where.types[-1]
     if req.nodes > 1:
-        fits = [t for t in types if t.multi_node]
+        fits: list[NodeType] = [t for t in types if t.multi_node]
     else:
         fits = [
             t for t in types if t.gpus >= req.gpus_per_node and t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb
@@ -133,12 +146,12 @@ def _place_on_types(site: str, types: tuple[NodeType, ...], req: ResourceRequest
     )
     if chosen is None:
         raise ConfigError(
-            f"resources: {site} cannot give one node {req.gpus_per_node} GPUs, {req.cpus_per_task} cores and {req.mem_mb} MB "
-            f"(largest node type {whole.name}: {whole.gpus} GPUs, {whole.cpus} cores, {whole.mem_mb} MB); "
-            f"use nodes=N with at most {whole.gpus} gpus per node"
+            f"resources: {where.name} cannot give one node {req.gpus_per_node} GPUs, {req.cpus_per_task} cores and "
+            f"{req.mem_mb} MB (largest node type {whole.name}: {whole.gpus} GPUs, {whole.cpus} cores, {whole.mem_mb} "
+            f"MB); use nodes=N with at most {whole.gpus} gpus per node, or give the total as gpus"
         )
     return Placement(
-        site=site,
+        site=where.name,
         resource_type=chosen.name,
         count=req.nodes,
         gpus_per_node=req.gpus_per_node,
@@ -161,11 +174,10 @@ def _place_slurm(req: ResourceRequest) -> Placement:
     )
 
 
-SITES = ("abci", "tsubame", "slurm")
-
-
-def place(site: str, req: ResourceRequest, max_runtime_min: int | None = None) -> Placement:
-    """Map ``req`` onto ``site``'s resource types.
+def place(
+    site_name: str, req: ResourceRequest, max_runtime_min: int | None = None, *, node_gpus: int | None = None
+) -> Placement:
+    """Map ``req`` onto the site's resource types (``node_gpus``: GPUs of a Slurm node, from the profile).
 
     >>> place("abci", ResourceRequest(gpus_per_node=8)).resource_type
     'rt_HF'
@@ -173,14 +185,14 @@ def place(site: str, req: ResourceRequest, max_runtime_min: int | None = None) -
     'rt_HG'
     >>> place("tsubame", ResourceRequest(gpus_per_node=4, nodes=2)).resource_type
     'node_f'
+    >>> p = place("tsubame", ResourceRequest(total_gpus=32, cpus_per_gpu=8)); (p.resource_type, p.count, p.cpus_per_node)
+    ('node_f', 8, 32)
     """
-    if site not in SITES:
-        raise ConfigError(f"site: expected one of {', '.join(SITES)}, got {site!r}")
-    limit = max_runtime_min if max_runtime_min is not None else DEFAULT_MAX_RUNTIME[site]
+    where = site(site_name)
+    limit = max_runtime_min if max_runtime_min is not None else where.max_runtime_min
     if limit is not None and req.runtime_min > limit:
-        raise ConfigError(f"resources.runtime: {site} allows at most {limit} minutes per job, got {req.runtime_min}")
-    if site == "abci":
-        return _place_on_types(site, ABCI_TYPES, req)
-    if site == "tsubame":
-        return _place_on_types(site, TSUBAME_TYPES, req)
-    return _place_slurm(req)
+        raise ConfigError(
+            f"resources.runtime: {site_name} allows at most {limit} minutes per job, got {req.runtime_min}"
+        )
+    req = shape_total(where, req, node_gpus)
+    return _place_on_types(where, req) if where.types else _place_slurm(req)

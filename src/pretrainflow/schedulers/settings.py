@@ -71,6 +71,8 @@ class SiteSettings:
     signal_margin_s: int = 300  # seconds before the walltime at which SIGUSR1 is sent (checkpoint + exit time)
     max_runtime_min: int | None = None  # site limit on walltime (ABCI on-demand 12 h, TSUBAME 24 h); None: site default
     env: dict[str, str] = field(default_factory=dict)  # extra environment variables exported in the job script
+    node_gpus: int | None = None  # Slurm: GPUs of one node, which shapes a total of GPUs (ABCI/TSUBAME: sites.py)
+    points: dict[str, float] = field(default_factory=dict)  # the site's points per hour of one unit of each type
 
     def __post_init__(self) -> None:
         for key in ("group", "queue", "account"):
@@ -91,6 +93,12 @@ class SiteSettings:
         for name in self.env:
             if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
                 raise ConfigError(f"site_env: expected an environment variable name, got {name!r}")
+        if self.node_gpus is not None and self.node_gpus < 1:
+            raise ConfigError(f"site_gpus_per_node: expected the GPUs of one node (>= 1), got {self.node_gpus}")
+        for name, rate in self.points.items():
+            check_name(name, "site_points")
+            if not rate >= 0:
+                raise ConfigError(f"site_points: expected points per hour >= 0 for {name}, got {rate!r}")
 
     def require_group(self, site: str) -> str:
         """The group, or a ConfigError that says where to set it (raised before anything is submitted)."""
@@ -138,4 +146,32 @@ def settings_from(resources: Mapping[str, object], env: Mapping[str, str] | None
         signal_margin_s=int(resources.get("site_signal_margin_s", 300)),
         max_runtime_min=int(resources["site_max_runtime"]) if resources.get("site_max_runtime") else None,
         env=job_env,
+        node_gpus=_whole(resources, "site_gpus_per_node"),
+        points=_points(str(resources.get("site_points", "") or "")),
     )
+
+
+def _whole(resources: Mapping[str, object], key: str) -> int | None:
+    value = resources.get(key)
+    if value in (None, "", "none", "None"):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+
+
+def _points(text: str) -> dict[str, float]:
+    """``"rt_HF=<points per hour> rt_HG=<...>"`` (profile ``site_points``, rates from the site's table) -> dict.
+
+    >>> _points("rt_HF=2 rt_HG=0.25")
+    {'rt_HF': 2.0, 'rt_HG': 0.25}
+    """
+    rates = {}
+    for item in text.split():
+        name, _, value = item.partition("=")
+        try:
+            rates[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"site_points: expected TYPE=<points per hour> items, got {item!r}") from None
+    return rates

@@ -103,21 +103,31 @@ def make_executor(site: str, folder: Path, spec: dict, settings_resources: dict,
     """A submitit executor for ``site`` with the run's devices as parameters."""
     import submitit
 
+    from pretrainflow.schedulers.resources import ResourceRequest, place, shape_total
     from pretrainflow.schedulers.settings import settings_from
+    from pretrainflow.schedulers.sites import SITES
     from pretrainflow.schedulers.submitit_plugins import PBSExecutor, SGEExecutor
     from pretrainflow.train.devices import job_resources
 
-    resources = job_resources(spec["devices"])  # the numbers the Snakemake rule asks for
+    settings = settings_from(settings_resources)
+    # the numbers the Snakemake rule asks for, shaped as `sched submit` shapes them (a total of GPUs: the site's nodes)
+    request = ResourceRequest.from_resources(job_resources(spec["devices"]), f"run {spec.get('run_id')}")
+    if site == "local":  # this machine: one node
+        shaped = shape_total(SITES["slurm"], request)
+        nodes, gpus_per_node, cores = shaped.nodes, shaped.gpus_per_node, shaped.cpus_per_task
+    else:
+        placed = place(site, request, settings.max_runtime_min, node_gpus=settings.node_gpus)
+        nodes, gpus_per_node, cores = placed.count, placed.gpus_per_node, placed.cpus_per_node
     params = {
-        "nodes": resources["nodes"],
-        "gpus_per_node": resources["gpus"] // resources["nodes"],
-        "cpus_per_task": resources["cpus_per_task"],
-        "mem_gb": resources["mem_mb"] / 1024,
-        "timeout_min": resources["runtime"],
+        "nodes": nodes,
+        "gpus_per_node": gpus_per_node,
+        "cpus_per_task": cores,
+        "mem_gb": request.mem_mb / 1024,
+        "timeout_min": request.runtime_min,
     }
     if site in ("abci", "tsubame"):
         executor_class = PBSExecutor if site == "abci" else SGEExecutor
-        executor = executor_class(folder, settings=settings_from(settings_resources), max_num_timeout=max_num_timeout)
+        executor = executor_class(folder, settings=settings, max_num_timeout=max_num_timeout)
         executor.update_parameters(**params)
         return executor
     if site == "slurm":
@@ -126,7 +136,6 @@ def make_executor(site: str, folder: Path, spec: dict, settings_resources: dict,
         executor = submitit.AutoExecutor(folder, cluster="local")
     executor.update_parameters(**params)
     if site == "slurm":
-        settings = settings_from(settings_resources)
         extra = {"slurm_partition": settings.queue, "slurm_account": settings.account}
         executor.update_parameters(**{k: v for k, v in extra.items() if v})
     return executor

@@ -115,7 +115,7 @@ class _QsubExecutor(core.PicklingExecutor):
             gpus_per_node=int(p["gpus_per_node"]), nodes=int(p["nodes"]), cpus_per_task=int(p["cpus_per_task"]),
             mem_mb=int(float(p["mem_gb"]) * 1024), runtime_min=int(p["timeout_min"]),
         )  # fmt: skip
-        return place(self.site, request, self.settings.max_runtime_min)
+        return place(self.site, request, self.settings.max_runtime_min, node_gpus=self.settings.node_gpus)
 
     @property
     def _submitit_command_str(self) -> str:

@@ -44,8 +44,31 @@ HARNESS_ROWS_TASK = "harness"
 CHECKPOINTS_ROOT = "results/checkpoints"
 PLOTS_DIR = "results/plots"
 SUMMARY = "results/summary.parquet"
-REPORT = "results/report.html"
+# What `pretrainflow aggregate` writes besides the summary: the replicate statistics, the measured figures of every
+# benchmarked job (BENCHMARKS_TABLE), and the files Snakemake's own report shows (`snakemake --report`, report()
+# flags in workflow/rules/results.smk): the tables as HTML pages and the study as the aggregate received it
+STATISTICS = "results/statistics.parquet"
+TABLES_DIR = "results/tables"
+STUDY_CONFIG = "results/study.json"
 LOGS = "results/logs/{rule}/{name}.log"
+# Snakemake `benchmark:` files, one TSV per job (snakemake/benchmark.py's columns: s, max_rss, cpu_time, ...), named
+# by the job's wildcard values in the order JOB_BENCHMARKS lists them:
+# results/benchmarks/jobs/render_shard/fdb-tiny/00000.tsv. They sit under jobs/ beside BENCHMARK_TASKS_DIR (the LLM
+# benchmark tasks), and `pretrainflow aggregate` gathers them into BENCHMARKS_TABLE (one row per job and repeat).
+JOB_BENCHMARKS_ROOT = "results/benchmarks/jobs"
+JOB_BENCHMARKS = {
+    "search_categories": ("dataset",),
+    "render_shard": ("dataset", "shard"),
+    "train_tokenizer": ("corpus",),
+    "build_indexed_shard": ("corpus", "shard"),
+    "pretrain_vit": ("run",),
+    "pretrain_llm": ("run",),
+    "finetune_vit": ("run", "task"),
+    "evaluate_vit": ("run", "task"),
+    "evaluate_llm": ("run",),
+    "evaluate_llm_harness": ("run",),
+}
+BENCHMARKS_TABLE = "results/benchmarks.parquet"
 
 
 def checkpoint_unit(run: str, *, task: str | None = None) -> str:
@@ -68,3 +91,55 @@ def dataset_dir(dataset: str) -> str:
 
 def corpus_dir(corpus: str) -> str:
     return CORPUS_DIR.format(corpus=corpus)
+
+
+def job_benchmark(rule: str) -> str:
+    """The ``benchmark:`` template of a benchmarked rule (its wildcards in JOB_BENCHMARKS order).
+
+    >>> job_benchmark("finetune_vit")
+    'results/benchmarks/jobs/finetune_vit/{run}/{task}.tsv'
+    """
+    return "/".join([JOB_BENCHMARKS_ROOT, rule, *(f"{{{name}}}" for name in JOB_BENCHMARKS[rule])]) + ".tsv"
+
+
+def job_benchmark_file(rule: str, *values: str) -> str:
+    """One job's benchmark file, from its wildcard values in JOB_BENCHMARKS order.
+
+    >>> job_benchmark_file("render_shard", "fdb-tiny", "00000")
+    'results/benchmarks/jobs/render_shard/fdb-tiny/00000.tsv'
+    """
+    return job_benchmark(rule).format(**dict(zip(JOB_BENCHMARKS[rule], values, strict=True)))
+
+
+def benchmark_files(study) -> list[str]:
+    """The benchmark file of every benchmarked job a study's DAG runs (inputs of the aggregation), from the same
+    expansion as its row files: the datasets of its ViT runs (search + every shard: a run's manifest needs them all),
+    the corpora of its LLM runs' blends (tokenizer + every shard), each run, fine-tune and evaluation.
+    ``study`` is a ``pretrainflow.study.load.Study`` (not imported here: layout stays free of the loader)."""
+    vit_runs, llm_runs = study.runs_of_kind("vit"), study.runs_of_kind("llm")
+    datasets = sorted({study.runs[run]["dataset"] for run in vit_runs})
+    corpora = sorted(
+        {name for run in llm_runs for name in study.runs[run].get("blend") or {study.runs[run]["corpus"]: 1}}
+    )
+    files = [job_benchmark_file("search_categories", name) for name in datasets]
+    files += [
+        job_benchmark_file("render_shard", name, f"{k:05d}")
+        for name in datasets
+        for k in range(study.datasets[name]["num_shards"])
+    ]
+    files += [job_benchmark_file("train_tokenizer", name) for name in corpora]
+    files += [
+        job_benchmark_file("build_indexed_shard", name, f"{k:05d}")
+        for name in corpora
+        for k in range(study.corpora[name]["num_shards"])
+    ]
+    files += [job_benchmark_file("pretrain_vit", run) for run in vit_runs]
+    files += [job_benchmark_file("pretrain_llm", run) for run in llm_runs]
+    files += [
+        job_benchmark_file(rule, run, task)
+        for run, task in study.finetunes
+        for rule in ("finetune_vit", "evaluate_vit")
+    ]
+    files += [job_benchmark_file("evaluate_llm", run) for run in llm_runs]
+    files += [job_benchmark_file("evaluate_llm_harness", run) for run in study.llm_evals]
+    return files

@@ -8,8 +8,8 @@ kind may subclass a section to change its defaults (an LLM keeps one checkpoint,
     log:        {every_steps}
     schedule:   {..., min_lr}         optimizer: {name, lr, weight_decay, betas: [b1, b2], eps, grad_clip, ...}
 
-At load time the world size comes from ``devices`` (nodes x gpus_per_node when gpus_per_node > 0, else cpu_ranks);
-data-parallel ranks = world for a ViT, world / (tensor x pipeline) for an LLM.
+At load time the world size comes from ``devices`` (its total ``gpus``, or nodes x gpus_per_node, on GPUs; else
+cpu_ranks), the same on every site; data-parallel ranks = world for a ViT, world / (tensor x pipeline) for an LLM.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class LogSpec:
 
 
 def planned_world_size(devices: DevicesSpec) -> int:
-    """Ranks a run asks for: nodes x gpus_per_node when gpus_per_node > 0, else cpu_ranks (one node)."""
+    """Ranks a run asks for: its GPUs (``gpus``, or nodes x gpus_per_node) when it asks for any, else cpu_ranks."""
     return devices.world_size(cuda=devices.gpus_per_node > 0)
 
 
