@@ -131,11 +131,6 @@ def hf_import_files(wildcards):
     return hf_import.hf_input_files(hf_import_dir(wildcards))
 
 
-def hf_import_res(key):
-    """One resource of an import job, sized from the shape its runs declare."""
-    return lambda wildcards: hf_import.import_job_resources(HF_IMPORTS[wildcards.model].shape)[key]
-
-
 def llm_init_files(wildcards):
     """What an LLM run's `init` starts from: the import's or the earlier run's weights and tokenizer (none without)."""
     return hf_import.init_input_files(STUDY.runs[wildcards.run])

@@ -21,11 +21,11 @@ rule import_hf:
     log:
         "results/logs/import_hf/{model}.log",
     resources:
-        nodes=hf_import_res("nodes"),
-        gpus=hf_import_res("gpus"),
-        cpus_per_task=hf_import_res("cpus_per_task"),
-        mem_mb=hf_import_res("mem_mb"),
-        runtime=hf_import_res("runtime"),
+        nodes=res("import_hf", "nodes"),
+        gpus=res("import_hf", "gpus"),
+        cpus_per_task=res("import_hf", "cpus_per_task"),
+        mem_mb=res("import_hf", "mem_mb"),
+        runtime=res("import_hf", "runtime"),
     conda:
         "../../envs/llm.yaml"
     shell:

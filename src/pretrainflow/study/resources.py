@@ -18,6 +18,7 @@ from pretrainflow.datasets.build import job_resources as dataset_job_resources
 from pretrainflow.models.gpt import create_gpt_shape
 from pretrainflow.train.devices import job_resources as training_job_resources
 from pretrainflow.train.devices import trains_on_gpus
+from pretrainflow.train.llm.hf_import import import_job_resources, study_imports
 
 DATASET_STEPS = {"search_categories": "search", "render_shard": "render", "dataset_manifest": "manifest"}
 
@@ -76,6 +77,9 @@ def rule_resources(study: Any, rule: str, wildcards: Any) -> dict[str, int | Non
         # the harness's hf model in one process (one GPU for a GPU run, the cores of one rank), for llm_eval's walltime
         return {"nodes": 1, "gpus": int(trains_on_gpus(run["devices"])), "cpus_per_task": run["devices"]["cpus_per_rank"],
                 "mem_mb": llm_weights_mb(run), "runtime": spec["runtime_minutes"], "threads": 1}  # fmt: skip
+    if rule == "import_hf":
+        # one CPU process per Hugging Face directory, sized from the shape its runs declare (hf_import)
+        return import_job_resources(study_imports(study.runs)[wildcards.model].shape)
     if rule == "build_benchmarks":
         return {"nodes": 1, "gpus": 0, "cpus_per_task": 1, "mem_mb": 2000, "runtime": 10, "threads": 1}
     raise KeyError(f"rule_resources: no sizing for rule {rule!r}")
