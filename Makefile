@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (README "Quick start"):
 #   make demo   create .venv, install everything, run the default study with plain `snakemake`, print the table
-#   make test   the same set-up, start the local test schedulers when possible (root), run the whole test suite
+#   make test   the same set-up, the lint, start the local test schedulers when possible (root), run the whole test suite
+#   make lint   ruff (check + format, settings in pyproject.toml) and `snakemake --lint`; seconds, before any test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -8,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo test lint bench clean-results
+.PHONY: env demo test lint lmod bench clean-results
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +28,22 @@ demo: env
 	$(BIN)/snakemake
 	$(BIN)/pretrainflow results
 
-test: env
+# Lint first: a style or workflow mistake fails in seconds instead of after the whole suite.
+test: lint lmod
 	bash scripts/start_schedulers.sh || echo "note: local Slurm / Grid Engine not started; their tests will skip"
 	$(BIN)/pytest
 
+# Lmod (Debian's package, as root) for the real `envmodules:` test (tests/spine/test_envmodules_lmod.py); it skips without.
+LMOD_INIT := /usr/share/lmod/lmod/init/bash
+lmod:
+	@test -e $(LMOD_INIT) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -qq lmod >/dev/null || { apt-get update -qq && apt-get install -y -qq lmod >/dev/null; }; }; } \
+	  || echo "note: Lmod not installed (needs root and apt-get); the envmodules test will skip"
+
+# Every tracked .py file lives in src, tests or bench; `ruff format --check` on "." would also format README code blocks.
 lint: env
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/snakemake --lint
 
 bench: env

@@ -23,6 +23,7 @@ include: "workflow/rules/datasets.smk"
 include: "workflow/rules/corpora.smk"
 include: "workflow/rules/pretrain_vit.smk"
 include: "workflow/rules/pretrain_llm.smk"
+include: "workflow/rules/finetune_llm.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/evaluate_llm_harness.smk"
@@ -34,6 +35,7 @@ include: "workflow/rules/results.smk"
 localrules:
     pretrain_rows,
     build_benchmarks,
+    build_instructions,
     aggregate_results,
 
 

@@ -9,25 +9,55 @@ Each family renders at the published image size with its published (default) par
 RCDB 512 px, ExFractalDB 224 px (10,000 points, 12 views), Newton 224 px (our own design). The figure counts
 images / CPU-second of this process (``time.process_time``), which is what "per core" means and is robust to other
 processes sharing the machine; wall-clock images/s are printed next to it. Category search time is excluded (it runs
-once per dataset) and printed separately. Published figures for comparison, measured on these machines with the
-reference scripts (/work/shared/reference/fdsl.md): VisualAtom about 7 images/s per core, RCDB about 42.
+once per dataset) and printed separately.
+
+``--encode`` says what a figure includes (all three by default, one table row each):
+
+- ``none``: drawing only;
+- ``own``: drawing + encoding as our shards store the image (``shards.encode_image``: PNG, 8-bit gray where the family
+  is gray, our compression level), in memory;
+- ``published``: drawing + encoding exactly as the published scripts do: an RGB PNG at Pillow's default level,
+  written to a file on disk. This is the row to set beside the published figure.
+
+Published figures are printed as recorded (machine and date; PUBLISHED below), never as measured here, with the ratio
+of the ``published`` row to them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+from bench_fractaldb import Recorded  # noqa: E402  (bench/ is the script's directory)
+
 from pretrainflow.datasets import resolve  # noqa: E402
+from pretrainflow.datasets.shards import encode_image  # noqa: E402
 
 PUBLISHED_SIZE = {"visualatom": 512, "rcdb": 512, "exfractaldb": 224, "newton": 224}
 TARGET = {"visualatom": 140.0, "rcdb": 400.0}  # images/s per core asked for in issue 3 (none for the others)
+# The published renderers run unmodified on these machines (issue 14's table; shared/NOTES.md): PNG written.
+PUBLISHED = {
+    "visualatom": Recorded(7.91, "images/s", "published render_VisualAtom.py, 512 px, PNG written"),
+    "rcdb": Recorded(32.0, "images/s", "published make_rcdb.py, 512 px, PNG written"),
+}
+ENCODINGS = ("none", "own", "published")
 
 
-def bench(family: str, classes: int, instances: int, seed: int) -> dict:
+def encode_as_published(image: np.ndarray, path: Path) -> None:
+    """What the published scripts do with every image: an RGB PNG at Pillow's default level, written to disk."""
+    from PIL import Image
+
+    rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+    Image.fromarray(rgb, mode="RGB").save(path)  # no compress_level: Pillow's default, as published
+
+
+def bench(family: str, classes: int, instances: int, seed: int, encode: str, out_dir: Path) -> dict:
     spec, fam, params = resolve(
         {"name": "bench", "family": family, "num_classes": classes, "instances_per_class": instances,
          "image_size": PUBLISHED_SIZE[family], "num_shards": 1, "seed": seed, "params": {}},
@@ -39,9 +69,14 @@ def bench(family: str, classes: int, instances: int, seed: int) -> dict:
     fam.render(spec, params, categories[0], 0)  # warm caches and lazy tables, not counted
     cpu0, wall0 = time.process_time(), time.perf_counter()
     degenerate = 0
-    for category in categories:
+    for c, category in enumerate(categories):
         for instance in range(instances):
-            degenerate += bool(fam.is_degenerate(fam.render(spec, params, category, instance)))
+            image = fam.render(spec, params, category, instance)
+            degenerate += bool(fam.is_degenerate(image))
+            if encode == "own":
+                encode_image(image, "png")
+            elif encode == "published":
+                encode_as_published(image, out_dir / f"{family}_{c:05d}_{instance:04d}.png")
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     images = classes * instances
     return {"family": family, "size": spec.image_size, "images": images, "per_core": images / cpu,
@@ -54,14 +89,23 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=16)
     parser.add_argument("--instances", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encode", nargs="+", default=list(ENCODINGS), choices=ENCODINGS,
+                        help="what each figure includes besides drawing (see the module docstring)")  # fmt: skip
     args = parser.parse_args()
-    print(f"{'family':<12} {'px':>4} {'images':>6} {'img/s/core':>10} {'img/s wall':>10} {'target':>7} "
-          f"{'search s/class':>14} {'degenerate':>10}")  # fmt: skip
-    for family in args.families:
-        r = bench(family, args.classes, args.instances, args.seed)
-        target = f"{TARGET[family]:.0f}" if family in TARGET else "-"
-        print(f"{r['family']:<12} {r['size']:>4} {r['images']:>6} {r['per_core']:>10.1f} {r['wall']:>10.1f} "
-              f"{target:>7} {r['search_s_per_class']:>14.4f} {r['degenerate']:>10}", flush=True)  # fmt: skip
+    print(f"{'family':<12} {'px':>4} {'encode':>9} {'images':>6} {'img/s/core':>10} {'img/s wall':>10} {'target':>7} "
+          f"{'search s/class':>14} {'degenerate':>10}  vs published (recorded)")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        for family in args.families:
+            for encode in args.encode:
+                r = bench(family, args.classes, args.instances, args.seed, encode, Path(tmp))
+                target = f"{TARGET[family]:.0f}" if family in TARGET else "-"
+                published = PUBLISHED.get(family)
+                versus = (
+                    f"{r['per_core'] / published.value:.1f}x {published}" if published and encode == "published" else ""
+                )
+                print(f"{r['family']:<12} {r['size']:>4} {encode:>9} {r['images']:>6} {r['per_core']:>10.1f} "
+                      f"{r['wall']:>10.1f} {target:>7} {r['search_s_per_class']:>14.4f} {r['degenerate']:>10}  {versus}",
+                      flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -49,6 +49,30 @@ def planned_jobs(output: str) -> list[tuple[str, str]]:
     return jobs
 
 
+# Regression values of config/test.yaml (measured 2026-12-01: two runs from an empty directory gave the same bits).
+# Every stage is seeded and runs on the CPU with one intra-op thread per rank; the 2-rank ViT pretraining averages
+# gradients of exactly 2 ranks (one commutative addition), so the numbers repeat exactly. One epoch on a 4-class 16 px
+# dataset leaves the ViTs at chance top-1 on the 10 digits (10.00 %); top-5 and the perplexity tell the runs apart.
+REGRESSION = {
+    ("scratch-vit-test", "top1"): "10.00",
+    ("scratch-vit-test", "top5"): "50.44",
+    ("vit-test-fdb", "top1"): "10.00",
+    ("vit-test-fdb", "top5"): "50.44",
+    ("vit-test-fdb.lr-0.0003", "top1"): "10.00",
+    ("vit-test-fdb.lr-0.0003", "top5"): "50.00",
+    ("gpt-test", "perplexity"): "507.80",
+}
+
+
+def printed_values(summary: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(run_id, metric) -> value as printed, for the digits test top-1/top-5 and the held-out perplexity."""
+    rows = summary[
+        ((summary["task"] == "digits") & (summary["split"] == "test") & summary["metric"].isin(["top1", "top5"]))
+        | ((summary["task"] == "heldout") & (summary["metric"] == "perplexity"))
+    ]
+    return {(r.run_id, r.metric): f"{r.value:.2f}" for r in rows.itertuples()}
+
+
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("study")
@@ -66,6 +90,8 @@ def test_study_produces_summary_with_every_run(finished_study):
     assert top1["value"].between(0, 100).all()
     ppl = summary[(summary["run_id"] == "gpt-test") & (summary["metric"] == "perplexity")]
     assert len(ppl) >= 1 and (ppl["value"] > 1).all()
+    # The study's numbers, to the precision `pretrainflow results` prints them (2 decimals).
+    assert printed_values(summary) == REGRESSION
     for column in ("config_hash", "config_json", "git_commit", "host", "versions", "wall_seconds", "world_size"):
         assert summary[column].notna().all(), column
     assert summary.loc[summary["run_id"] == "vit-test-fdb", "dataset_checksum"].notna().all()

@@ -113,7 +113,7 @@ def test_default_study_gets_one_harness_unit_per_llm_run():
     from pretrainflow.study.resources import rule_resources
 
     study = load_study(REPO / "config" / "config.yaml")
-    assert set(study.llm_evals) == set(study.runs_of_kind("llm")) == {"gpt-micro-pydocs"}
+    assert set(study.llm_evals) == set(study.runs_of_kind("llm")) == {"gpt-micro-pydocs", "gpt-micro-pydocs-sft"}
     spec = study.llm_evals["gpt-micro-pydocs"]
     assert spec["tasks"] == ["pydoc_mc"] and spec["pretrain_spec"] == study.runs["gpt-micro-pydocs"]
     assert "results/rows/gpt-micro-pydocs/harness.parquet" in study.row_files()

@@ -69,7 +69,7 @@ def test_statistics_path_can_be_given(tmp_path):
 
 TEXT = """\
 top1 (%), test split: mean ± sd (n runs)
-cell         pretrain_source              digits
+cell         pretrain_source     digits top1 (%)
 scratch-vit  scratch          83.00 ± 2.65 (n=3)
 vit-fdb      fdb_1k           91.00 ± 3.61 (n=3)
 vit-rcdb     rcdb&50%                77.50 (n=1)
@@ -78,7 +78,7 @@ vit-rcdb     rcdb&50%                77.50 (n=1)
 MARKDOWN = """\
 top1 (%), test split: mean ± sd (n runs)
 
-| cell | pretrain_source | digits |
+| cell | pretrain_source | digits top1 (%) |
 |---|---|---:|
 | scratch-vit | scratch | 83.00 ± 2.65 (n=3) |
 | vit-fdb | fdb_1k | 91.00 ± 3.61 (n=3) |
@@ -88,7 +88,7 @@ top1 (%), test split: mean ± sd (n runs)
 LATEX = r"""% top1 (%), test split: mean ± sd (n runs)
 \begin{tabular}{llr}
 \toprule
-cell & pretrain\_source & digits \\
+cell & pretrain\_source & digits top1 (\%) \\
 \midrule
 scratch-vit & scratch & $83.00 \pm 2.65$ ($n=3$) \\
 vit-fdb & fdb\_1k & $91.00 \pm 3.61$ ($n=3$) \\
@@ -107,10 +107,10 @@ def test_tables_a_paper_can_paste(summary, capsys, fmt, golden):
 def test_csv_is_the_tidy_statistics(summary, capsys):
     code, out, _ = _results(capsys, "--summary", str(summary), "--metric", "top5", "--format", "csv")
     lines = out.splitlines()
-    assert code == 0 and lines[0] == "cell,pretrain_source,task,split,metric,n,mean,std,ci95_low,ci95_high"
+    assert code == 0 and lines[0] == "cell,pretrain_source,task,split,metric,unit,n,mean,std,ci95_low,ci95_high"
     # top5 of vit-fdb: 99, 99.5, 100 -> mean 99.5, sd sqrt((0.25 + 0 + 0.25) / 2) = 0.5
-    assert lines[2].startswith("vit-fdb,fdb_1k,digits,test,top5,3,99.5,0.5,")
-    assert lines[3] == "vit-rcdb,rcdb&50%,digits,test,top5,1,99.0,,,"
+    assert lines[2].startswith("vit-fdb,fdb_1k,digits,test,top5,%,3,99.5,0.5,")
+    assert lines[3] == "vit-rcdb,rcdb&50%,digits,test,top5,%,1,99.0,,,"
 
 
 def test_compare_prints_the_paired_test(summary, capsys):
@@ -170,7 +170,7 @@ def test_several_summaries_are_tagged_by_study(summary, tmp_path, capsys):
     code, out, _ = _results(capsys, "--summary", str(summary), "--summary", str(other), "--cell", "vit-fdb",
                             "vit-fdb.rep-0")  # fmt: skip
     assert code == 0 and out.splitlines()[1:] == [
-        "study  cell           pretrain_source              digits",
+        "study  cell           pretrain_source     digits top1 (%)",
         "old    vit-fdb.rep-0  fdb_1k                  88.00 (n=1)",
         "reps   vit-fdb        fdb_1k           91.00 ± 3.61 (n=3)",
     ]
@@ -192,10 +192,10 @@ def test_compare_the_same_cells_across_two_studies(summary, tmp_path, capsys):
                             "study=reps", "--by", "cell", "--format", "csv")  # fmt: skip
     # paired on cell and replicate: every difference is exactly 1, so sd = 0 and t, p are undefined (empty)
     assert code == 0 and out.splitlines() == [
-        "task,split,metric,cell,n,mean_a,mean_b,mean_diff,std_diff,ci95_low,ci95_high,t,p_value",
-        "digits,test,top1,scratch-vit,3,84.0,83.0,1.0,0.0,1.0,1.0,,",
-        "digits,test,top1,vit-fdb,3,92.0,91.0,1.0,0.0,1.0,1.0,,",
-        "digits,test,top1,vit-rcdb,1,78.5,77.5,1.0,,,,,",
+        "task,split,metric,unit,cell,n,mean_a,mean_b,mean_diff,std_diff,ci95_low,ci95_high,t,p_value",
+        "digits,test,top1,%,scratch-vit,3,84.0,83.0,1.0,0.0,1.0,1.0,,",
+        "digits,test,top1,%,vit-fdb,3,92.0,91.0,1.0,0.0,1.0,1.0,,",
+        "digits,test,top1,%,vit-rcdb,1,78.5,77.5,1.0,,,,,",
     ]
     code, _, err = _results(capsys, "--summary", str(summary), str(again), "--compare", "study=reps-v2", "study=reps")
     assert code == 2 and "several rows for one replicate" in err and "add --by cell" in err
@@ -204,7 +204,7 @@ def test_compare_the_same_cells_across_two_studies(summary, tmp_path, capsys):
 def test_group_by_config_key(summary, capsys):
     code, out, _ = _results(capsys, "--summary", str(summary), "--by", "config.dataset.num_classes")
     assert code == 0 and out.splitlines()[1:] == [
-        "config.dataset.num_classes              digits",
+        "config.dataset.num_classes     digits top1 (%)",
         "8                                  77.50 (n=1)",
         "16                          91.00 ± 3.61 (n=3)",
         "null                        83.00 ± 2.65 (n=3)",

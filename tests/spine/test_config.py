@@ -9,7 +9,7 @@ from pretrainflow.train.spec import RENAMED_KEYS
 
 def test_default_study_expands(default_study):
     study = load_study(default_study)
-    assert set(study.runs) == {"vit-micro-fdb", "gpt-micro-pydocs"}
+    assert set(study.runs) == {"vit-micro-fdb", "gpt-micro-pydocs", "gpt-micro-pydocs-sft"}
     assert set(study.finetunes) == {("vit-micro-fdb", "digits"), ("scratch-vit-micro", "digits")}
     assert study.finetunes[("scratch-vit-micro", "digits")]["source"] == "scratch"
     assert study.runs["vit-micro-fdb"]["dataset_spec"]["name"] == "fdb-tiny"

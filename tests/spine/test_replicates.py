@@ -15,6 +15,7 @@ BASE = "vit-micro-fdb"
 
 def _vit_only(study: dict) -> dict:
     del study["pretrain"]["gpt-micro-pydocs"]
+    del study["pretrain"]["gpt-micro-pydocs-sft"]  # fine-tunes the LLM run above
     return study
 
 
@@ -145,7 +146,7 @@ def test_a_grid_over_the_limit_needs_confirmation(default_study):
     with pytest.raises(ConfigError, match=r"ablations\.big\.grid: expands to 36 cells.*max_cells: 36"):
         load_study(default_study)
     default_study["ablations"]["big"]["max_cells"] = 36
-    assert len(load_study(default_study).runs) == 2 + 36
+    assert len(load_study(default_study).runs) == len(default_study["pretrain"]) + 36
 
 
 def test_identity_ignores_names_only():

@@ -132,12 +132,12 @@ def test_results_command_pivots_and_formats(study_results, capsys):
     )
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "top1 (%), test split: single runs (n = 1, no spread)"  # metric, unit, split; one run per cell
-    assert out[2] == "| pretrain_source | digits |"
+    assert out[2] == "| pretrain_source | digits top1 (%) |"
     assert "| fdb-tiny | 91.00 |" in out and "| scratch | 85.50 |" in out
     assert main(["results", "--summary", str(summary), "--metric", "top5", "--format", "csv"]) == 0
     csv = capsys.readouterr().out.splitlines()
-    assert csv[0] == "cell,pretrain_source,task,split,metric,n,mean,std,ci95_low,ci95_high"
-    assert csv[1] == "vit-fdb,fdb-tiny,digits,test,top5,1,99.0,,,"  # a run without replicates is a cell with n = 1
+    assert csv[0] == "cell,pretrain_source,task,split,metric,unit,n,mean,std,ci95_low,ci95_high"
+    assert csv[1] == "vit-fdb,fdb-tiny,digits,test,top5,%,1,99.0,,,"  # a run without replicates is a cell with n = 1
 
 
 def test_results_command_errors_name_the_problem(study_results, capsys, tmp_path):

@@ -172,6 +172,10 @@ REGISTRIES: dict[str, Callable[[list], list]] = {
         "pretrainflow.train.llm.spec", "OPTIMIZERS"
     )(),
     "llm_run.schema.yaml#/properties/precision": lambda _: _attr("pretrainflow.train.llm.spec", "PRECISIONS")(),
+    "sft.schema.yaml#/properties/data/properties/kind": lambda _: _attr(
+        "pretrainflow.train.llm.sft_spec", "DATA_KINDS"
+    )(),
+    "sft.schema.yaml#/properties/chat_template": lambda _: _attr("pretrainflow.train.llm.sft_spec", "CHAT_TEMPLATES")(),
 }
 
 
@@ -356,6 +360,7 @@ CONTEXT: dict[tuple[str, str], dict[str, Any]] = {
     ("llm", "model.num_query_groups"): {"model.num_attention_heads": 4, "model.hidden_size": 64},
     ("llm", "model.num_layers"): {"parallel.pipeline": 1},
     ("llm", "schedule.train_steps"): {"schedule.warmup_steps": 0},
+    ("llm", "sft.data.max_examples"): {"init.run": "r", "sft.data.kind": "python-stdlib-instructions"},
     ("dataset", "num_classes"): {"num_shards": 1},
     ("dataset", "instances_per_class"): {"num_shards": 1},
 }

@@ -233,3 +233,25 @@ def test_pretrain_rows_and_timm_export(reference, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ours, theirs = weights(ref_root / "out" / "model.safetensors"), weights(exported)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert_same_logits_in_timm(ref_root / "out" / "model.safetensors", exported)
+
+
+def assert_same_logits_in_timm(model_path: Path, exported: Path) -> None:
+    """The trained export in the real timm: built from the file's own metadata, loaded with strict=True, it gives the
+    logits our model gives (bit for bit: the same operations in the same order)."""
+    from timm_standin import real_timm
+
+    from pretrainflow.io import load_safetensors
+    from pretrainflow.models import VisionTransformer, ViTConfig
+
+    weights_ours, meta_ours = load_safetensors(model_path)
+    ours = VisionTransformer(ViTConfig(**json.loads(meta_ours["vit_config"])))
+    ours.load_state_dict(weights_ours)
+    weights_timm, meta = load_safetensors(exported)
+    with real_timm() as timm:
+        theirs = timm.create_model(meta["timm_architecture"], pretrained=False, **json.loads(meta["timm_kwargs"]))
+    theirs.load_state_dict(weights_timm, strict=True)
+    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mine, timms = ours.eval()(images), theirs.eval()(images)
+    assert mine.shape == (4, 4) and torch.equal(mine, timms), float((mine - timms).abs().max())

@@ -11,8 +11,9 @@ from pretrainflow.study.load import load_study
 from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
 from pretrainflow.study import layout
+from pretrainflow.schedulers.settings import settings_from
 from pretrainflow.study.resources import rule_resources
-from pretrainflow.train.llm import hf_import
+from pretrainflow.train.llm import hf_import, sft_prepare, sft_spec
 
 try:
     STUDY = load_study(config)
@@ -103,6 +104,25 @@ def res(rule, key):
     return lambda wildcards: rule_resources(STUDY, rule, wildcards)[key]
 
 
+def _profile_site_modules():
+    """The profile's `default-resources: site_modules` as written (quotes optional), or None when it sets none."""
+    defaults = workflow.resource_settings.default_resources
+    if not defaults or "site_modules" not in defaults:
+        return None
+    return str(defaults["site_modules"].raw).strip("'\"")
+
+
+# The site's environment modules (profiles/<site>: site_modules, else $PRETRAINFLOW_MODULES; checked by the package as
+# for the PBS / Grid Engine job wrapper). Rules that ask for GPUs declare `envmodules: *SITE_MODULES`, so that
+# `--sdm env-modules` loads them whatever the executor; none on a site without modules.
+try:  # only the modules' fallback variable: the other site values matter to the job wrapper, not here
+    SITE_MODULES = settings_from(
+        {"site_modules": _profile_site_modules()}, env={"PRETRAINFLOW_MODULES": os.environ.get("PRETRAINFLOW_MODULES", "")}
+    ).modules
+except ConfigError as err:
+    raise WorkflowError(f"site modules (profile default-resources or $PRETRAINFLOW_MODULES): {err}") from None
+
+
 def corpus_shard_prefixes(wildcards):
     n = STUDY.corpora[wildcards.corpus]["num_shards"]
     return [f"{layout.corpus_dir(wildcards.corpus)}/shards/shard-{k:05d}" for k in range(n)]
@@ -134,6 +154,28 @@ def hf_import_files(wildcards):
 def llm_init_files(wildcards):
     """What an LLM run's `init` starts from: the import's or the earlier run's weights and tokenizer (none without)."""
     return hf_import.init_input_files(STUDY.runs[wildcards.run])
+
+
+# LLM runs that pretrain (rule pretrain_llm) and that are fine-tuned on instructions (rule sft_llm, an `sft` section).
+LLM_PRETRAIN_RUNS = sft_spec.pretraining_llm_runs(STUDY.runs)
+LLM_SFT_RUNS = sft_spec.sft_runs(STUDY.runs)
+
+
+def llm_run_file(name):
+    """A file of an LLM run's published directory: results/pretrain/{run}/NAME, or results/sft/{run}/NAME."""
+    return lambda wildcards: f"{layout.llm_run_dir(wildcards.run, STUDY.runs[wildcards.run])}/{name}"
+
+
+def sft_data_path(wildcards):
+    """The instruction JSONL an SFT run reads: sft.data.path, or the built stdlib set."""
+    return sft_prepare.sft_data_file(STUDY.runs[wildcards.run])
+
+
+def sft_built_data(wildcards):
+    """The built stdlib set when the run reads it (so build_instructions runs first); a user's JSONL is not an input,
+    as a corpus's source files are not: it may live where only the cluster sees it, and sft-llm checks it there."""
+    spec = STUDY.runs[wildcards.run]
+    return [sft_data_path(wildcards)] if spec["sft"]["data"]["kind"] != "jsonl" else []
 
 
 def finetune_pretrained_arg(wildcards, input):

@@ -35,6 +35,9 @@ rule build_indexed_shard:
         "results/logs/build_indexed_shard/{corpus}-{shard}.log",
     benchmark:
         "results/benchmarks/jobs/build_indexed_shard/{corpus}/{shard}.tsv"
+    # Packed on a cluster like render_shard: group-components in the site profile (ABCI: 16 x 2 cores = one rt_HC).
+    group:
+        "tokenise_shards"
     resources:
         cpus_per_task=2,
         mem_mb=4000,

@@ -34,6 +34,10 @@ rule render_shard:
         "results/logs/render_shard/{dataset}-{shard}.log",
     benchmark:
         "results/benchmarks/jobs/render_shard/{dataset}/{shard}.tsv"
+    # Packed on a cluster: the site profile's group-components puts up to N independent shards (each still its own
+    # job, log and benchmark) into one CPU-node submission (ABCI rt_HC: 32); unset, each shard is a submission.
+    group:
+        "render_shards"
     resources:
         cpus_per_task=1,
         mem_mb=res("render_shard", "mem_mb"),

@@ -1,6 +1,7 @@
 # Benchmarks of every LLM run through lm-evaluation-harness, offline (pretrainflow.benchmarks; study section llm_eval):
 # the shipped tasks are built once from this Python's stdlib docstrings, then each run's Hugging Face export is scored
-# on the study's tasks -> results/rows/{run}/harness.parquet (every task's metrics with their stderr).
+# on the study's tasks -> results/rows/{run}/harness.parquet (every task's metrics with their stderr). Pretrained and SFT
+# runs alike (an SFT run's summary is under results/sft/{run}: llm_run_file, pretrain_llm.smk).
 
 
 rule build_benchmarks:
@@ -27,7 +28,7 @@ rule evaluate_llm_harness:
     input:
         model="results/export/{run}-hf/model.safetensors",
         config="results/export/{run}-hf/config.json",
-        summary="results/pretrain/{run}/summary.json",
+        summary=llm_run_file("summary.json"),
         tasks=rules.build_benchmarks.output.manifest,
     output:
         "results/rows/{run}/harness.parquet",
@@ -45,6 +46,8 @@ rule evaluate_llm_harness:
         cpus_per_task=res("evaluate_llm_harness", "cpus_per_task"),
         mem_mb=res("evaluate_llm_harness", "mem_mb"),
         runtime=res("evaluate_llm_harness", "runtime"),
+    envmodules:
+        *SITE_MODULES,
     conda:
         "../../envs/llm.yaml"
     shell:

@@ -27,6 +27,8 @@ rule finetune_vit:
         cpus_per_task=res("finetune_vit", "cpus_per_task"),
         mem_mb=res("finetune_vit", "mem_mb"),
         runtime=res("finetune_vit", "runtime"),
+    envmodules:
+        *SITE_MODULES,
     conda:
         "../../envs/vit.yaml"
     shell:

@@ -4,6 +4,8 @@
 # Continued pretraining (`init:`): import_hf turns a local Hugging Face Llama into megatron-core tensors once per
 # directory; a run with `init: {run: X}` reads X's published weights, so Snakemake orders X first. pretrain-llm finds
 # both under their default roots (results/import, results/pretrain: --imports-dir, --pretrained-dir).
+# SFT runs (an `sft` section) train in finetune_llm.smk and publish under results/sft/{run}; evaluation and export here
+# read every LLM run from where it published (llm_run_file, common.smk).
 
 
 rule import_hf:
@@ -26,6 +28,8 @@ rule import_hf:
         cpus_per_task=res("import_hf", "cpus_per_task"),
         mem_mb=res("import_hf", "mem_mb"),
         runtime=res("import_hf", "runtime"),
+    envmodules:
+        *SITE_MODULES,
     conda:
         "../../envs/llm.yaml"
     shell:
@@ -34,7 +38,7 @@ rule import_hf:
 
 rule pretrain_llm:
     wildcard_constraints:
-        run=_one_of(STUDY.runs_of_kind("llm")),
+        run=_one_of(LLM_PRETRAIN_RUNS),
     input:
         manifests=llm_blend_manifests,
         data=llm_blend_files,
@@ -61,6 +65,8 @@ rule pretrain_llm:
         cpus_per_task=res("pretrain_llm", "cpus_per_task"),
         mem_mb=res("pretrain_llm", "mem_mb"),
         runtime=res("pretrain_llm", "runtime"),
+    envmodules:
+        *SITE_MODULES,
     conda:
         "../../envs/llm.yaml"
     shell:
@@ -72,8 +78,8 @@ rule evaluate_llm:
     wildcard_constraints:
         run=_one_of(STUDY.runs_of_kind("llm")),
     input:
-        model="results/pretrain/{run}/model.safetensors",
-        summary="results/pretrain/{run}/summary.json",
+        model=llm_run_file("model.safetensors"),
+        summary=llm_run_file("summary.json"),
         manifest=run_corpus_manifest,
         data=llm_blend_files,
     output:
@@ -91,6 +97,8 @@ rule evaluate_llm:
         cpus_per_task=res("evaluate_llm", "cpus_per_task"),
         mem_mb=res("evaluate_llm", "mem_mb"),
         runtime=res("evaluate_llm", "runtime"),
+    envmodules:
+        *SITE_MODULES,
     conda:
         "../../envs/llm.yaml"
     shell:
@@ -102,7 +110,7 @@ rule export_llm:
     wildcard_constraints:
         run=_one_of(STUDY.runs_of_kind("llm")),
     input:
-        model="results/pretrain/{run}/model.safetensors",
+        model=llm_run_file("model.safetensors"),
         tokenizer=run_corpus_tokenizer,
     output:
         model="results/export/{run}-hf/model.safetensors",

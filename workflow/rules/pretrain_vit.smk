@@ -31,6 +31,8 @@ rule pretrain_vit:
         cpus_per_task=res("pretrain_vit", "cpus_per_task"),
         mem_mb=res("pretrain_vit", "mem_mb"),
         runtime=res("pretrain_vit", "runtime"),
+    envmodules:
+        *SITE_MODULES,
     conda:
         "../../envs/vit.yaml"
     shell:

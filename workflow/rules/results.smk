@@ -7,7 +7,7 @@ rule aggregate_results:
     input:
         rows=STUDY.row_files(),
         vit_curves=expand("results/pretrain/{run}/metrics.parquet", run=STUDY.runs_of_kind("vit")),
-        llm_curves=expand("results/pretrain/{run}/metrics.parquet", run=STUDY.runs_of_kind("llm")),
+        llm_curves=expand("results/pretrain/{run}/metrics.parquet", run=LLM_PRETRAIN_RUNS),  # SFT runs: not pretraining
         benchmarks=layout.benchmark_files(STUDY),
     output:
         summary="results/summary.parquet",

@@ -11,10 +11,14 @@ FractalDB-1k categories, bit for bit. ``mode="seeded"`` runs the same algorithm 
 different but equally reproducible set of categories.
 
 Speed: trials are independent once their random draws are known, so draws are taken sequentially (cheap, the stream
-order must be kept) and the 100,000-step chaos games of a whole batch of trials run together (see ifs.py).
+order must be kept) and the 100,000-step chaos games of a whole batch of trials run together (see ifs.py). A small
+search is dominated by what is paid once or per batch, not per trial: faulting in the batch's buffers (see
+``fresh_array``) and the trials of the last batch that come after the last category needed (see ``batch_width``).
 """
 
 from __future__ import annotations
+
+import mmap
 
 import numpy as np
 from tqdm import tqdm
@@ -43,6 +47,29 @@ def draw_trial(
     return maps, ifs.choose_maps(ifs.sequential_cumsum(maps[:, 6]), r[: num_points - 1])
 
 
+def fresh_array(count: int, dtype) -> np.ndarray:
+    """A zero-filled array of ``count`` items in private anonymous memory with ordinary 4 KiB pages.
+
+    numpy asks the kernel for transparent huge pages on large arrays (madvise). On the project's VMs the first touch of
+    such memory is slow and erratic (kernel compaction): 0.4-2.0 CPU s for 800 MB, against a steady 0.41 s with 4 KiB
+    pages (measured 2026-12-01, ``mmap`` vs ``np.empty``); streaming over it afterwards costs the same either way.
+    A search touches its whole 820 MB point buffer in its first batch, so this is most of its start-up.
+    """
+    nbytes = max(count * np.dtype(dtype).itemsize, 1)
+    memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(memory, dtype=dtype, count=count)  # the array keeps the mapping alive (its .base)
+
+
+def batch_width(remaining: int, rate: float, cap: int) -> int:
+    """Trials of the next batch: those expected to find the ``remaining`` categories at acceptance ``rate``, capped.
+
+    A batch costs a fixed part (100,000 numpy steps, whatever its width) plus a part per trial; the trials after the
+    last category needed are wasted. Sizing to the expected count (not more) keeps that waste to about half a batch of
+    the last width; a shortfall costs one more, smaller batch. At least 32 trials: below that the fixed part dominates.
+    """
+    return int(min(cap, max(32, np.ceil(remaining / rate))))
+
+
 def search_systems(
     *,
     num_classes: int,
@@ -58,24 +85,23 @@ def search_systems(
 ) -> list[tuple[np.ndarray, float, int]]:
     """The first ``num_classes`` accepted systems of the stream RandomState(seed): list of (maps (n, 7), rate, trial).
 
-    Trials run in batches of up to ``batch`` (memory: batch * num_points * 16 bytes, 820 MB at 512 x 100,000). A batch
-    costs about the same time whatever its width (Python overhead per step dominates), so its width is the number of
-    trials expected to finish the search (remaining / acceptance rate, x 1.25), capped by ``batch``.
+    Trials run in batches of up to ``batch`` (memory: batch * num_points * 16 bytes, 820 MB at 512 x 100,000, plus a
+    boolean canvas of batch * size**2 bytes, 134 MB); each batch is ``batch_width`` wide.
     """
     rs = np.random.RandomState(seed)
     accepted: list[tuple[np.ndarray, float, int]] = []
     trial = 0
-    rate = EXPECTED_ACCEPTANCE
-    buffer = None
+    acceptance = EXPECTED_ACCEPTANCE
+    buffer = canvas = None
     bar = tqdm(total=num_classes, desc="fractaldb search", unit="category", disable=not progress)
     while len(accepted) < num_classes:
-        width = int(min(batch, max(16, np.ceil(1.25 * (num_classes - len(accepted)) / rate))))
+        width = batch_width(num_classes - len(accepted), acceptance, batch)
         drawn = [draw_trial(rs, min_maps, max_maps, num_points) for _ in range(width)]
         coefs = ifs.pack_systems([maps for maps, _ in drawn], max_maps - 1)
         choice = np.stack([c for _, c in drawn])  # (B, N-1): contiguous rows, no strided writes
         if buffer is None or buffer.size < num_points * 2 * width:
-            buffer = np.empty(num_points * 2 * width)  # reused by later batches (no fresh page faults)
-            canvas = np.zeros(width * size * size, dtype=bool)
+            buffer = fresh_array(num_points * 2 * width, np.float64)  # reused by later batches
+            canvas = fresh_array(width * size * size, np.bool_)
         bounds: list = []
         rates = ifs.fill_rates(ifs.iterate(coefs, choice, bounds, out=buffer), size, pad, bounds, canvas)
         for (maps, _), rate in zip(drawn, rates, strict=True):
@@ -83,6 +109,6 @@ def search_systems(
             if rate >= fill_rate and len(accepted) < num_classes:
                 accepted.append((maps, float(rate), trial))
                 bar.update(1)
-        rate = max(len(accepted), 1) / trial
+        acceptance = max(len(accepted), 1) / trial
     bar.close()
     return accepted

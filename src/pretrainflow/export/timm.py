@@ -55,47 +55,38 @@ def timm_state_shapes(
     return shapes
 
 
+SHAPE_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size", "image_size", "in_chans", "num_classes")
+
+
+def timm_create_args(cfg: dict) -> tuple[str, dict]:
+    """(architecture, kwargs) such that ``timm.create_model(architecture, **kwargs)`` builds the model of ``cfg`` (a
+    ``ViTConfig.to_dict()``); the kwargs fix every shape, so the CPU variants (32 px, 4 px patches) build too.
+
+    >>> timm_create_args({"timm_name": "", "image_size": 32, "patch_size": 4, "embed_dim": 128, "depth": 4,
+    ...                   "num_heads": 4, "mlp_ratio": 4.0, "num_classes": 10, "in_chans": 3})[0]
+    'vit_tiny_patch16_224'
+    """
+    kwargs = {"img_size" if k == "image_size" else k: cfg[k] for k in SHAPE_KEYS}
+    return cfg.get("timm_name") or "vit_tiny_patch16_224", kwargs
+
+
 def export_timm(model_path: Path, out: Path) -> None:
     """Check ``model_path`` against timm's layout and write it (with timm's architecture name in the metadata)."""
     from pretrainflow.io import load_safetensors, save_safetensors
 
     weights, meta = load_safetensors(model_path)
     cfg = json.loads(meta["vit_config"])
-    expected = timm_state_shapes(
-        **{
-            k: cfg[k]
-            for k in (
-                "embed_dim",
-                "depth",
-                "num_heads",
-                "mlp_ratio",
-                "patch_size",
-                "image_size",
-                "in_chans",
-                "num_classes",
-            )
-        }
-    )
+    expected = timm_state_shapes(**{k: cfg[k] for k in SHAPE_KEYS})
     got = {k: tuple(v.shape) for k, v in weights.items()}
     if got != expected:
         diff = sorted(set(got) ^ set(expected)) or [k for k in got if got[k] != expected[k]]
         raise PretrainflowError(
             f"{model_path}: does not match timm's VisionTransformer layout (first differences: {diff[:5]})"
         )
-    # timm.create_model(name, **timm_kwargs) builds the matching architecture (img_size etc. for the CPU variants).
-    timm_kwargs = {
-        "img_size": cfg["image_size"],
-        "patch_size": cfg["patch_size"],
-        "embed_dim": cfg["embed_dim"],
-        "depth": cfg["depth"],
-        "num_heads": cfg["num_heads"],
-        "mlp_ratio": cfg["mlp_ratio"],
-        "num_classes": cfg["num_classes"],
-        "in_chans": cfg["in_chans"],
-    }
+    architecture, timm_kwargs = timm_create_args(cfg)
     timm_meta = {
         "format": "pt",
-        "timm_architecture": cfg.get("timm_name") or "vit_tiny_patch16_224",
+        "timm_architecture": architecture,
         "timm_kwargs": json.dumps(timm_kwargs, sort_keys=True),
     }
     save_safetensors(weights, out, timm_meta)

@@ -7,6 +7,7 @@ pretrainflow results --compare pretrain_source=fdb-tiny pretrain_source=scratch 
 pretrainflow results --summary a/results/summary.parquet b/results/summary.parquet   # two studies side by side
 pretrainflow results --x config.pretrain_spec.dataset_spec.num_classes --plot classes.png
 pretrainflow results --task digits --format csv > digits.csv                # tidy statistics, full precision
+pretrainflow results --format json | jq '.[] | {cell, mean, unit}'          # the same, one JSON object per row
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from pretrainflow.errors import PretrainflowError
 
 DEFAULT_SUMMARY = "results/summary.parquet"
+# table.TABLE_FORMATS + table.TIDY_FORMATS, spelled out so that `--help` does not import pandas (a test compares them)
+FORMATS = ("text", "markdown", "latex", "csv", "json")
 # The plots `pretrainflow aggregate` writes into --plots (outputs of rule aggregate_results, each flagged for the report)
 PLOTS = ("downstream_accuracy.png", "pretrain_loss_vit.png", "pretrain_loss_llm.png")
 
@@ -58,7 +61,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     res.add_argument("--run", nargs="*", default=[], help="only these run ids")
     res.add_argument("--cell", nargs="*", default=[], help="only these cells")
     res.add_argument("--split", default=None, help="only this split (e.g. test)")
-    res.add_argument("--format", choices=["text", "markdown", "latex", "csv"], default="text")
+    res.add_argument("--format", choices=FORMATS, default="text",
+                     help="text, markdown, latex: tables to read; csv, json: tidy statistics (default: %(default)s)")  # fmt: skip
     res.add_argument("--compare", nargs=2, metavar=("A", "B"),
                      help="paired A - B over replicates; A and B are KEY=VALUE[,KEY=VALUE] or a cell name")  # fmt: skip
     res.add_argument("--x", metavar="KEY", help="with --plot: the numeric column or config key on the x axis")
@@ -112,14 +116,12 @@ def run_results(args: argparse.Namespace) -> int:
         return 0
     paths = args.summary or [DEFAULT_SUMMARY]
     summary = read_summaries(paths)
+    # a filter that matches nothing is an error there, naming the filter and the values present
     chosen = table.select(
         summary, metric=args.metric, tasks=args.task, runs=args.run, cells=args.cell, split=args.split
     )
     if chosen.empty:
-        filters = {"metric": args.metric, "task": args.task, "run": args.run, "cell": args.cell, "split": args.split}
-        given = ", ".join(f"--{key} {value!r}" for key, value in filters.items() if value)
-        metrics = sorted(summary["metric"].unique())
-        raise PretrainflowError(f"no rows match {given} (metrics present: {metrics})")
+        raise PretrainflowError(f"no result rows in {', '.join(paths)}")
     if args.x or args.plot:
         return _plot(args, chosen, paths)
     if args.compare:
@@ -131,8 +133,8 @@ def run_results(args: argparse.Namespace) -> int:
     from pretrainflow.results.stats import describe
 
     chosen = with_columns(chosen, [*by, args.columns])
-    if args.format == "csv":
-        print(describe(chosen, [*by, args.columns]).to_csv(index=False), end="")
+    if args.format in table.TIDY_FORMATS:
+        print(table.tidy(describe(chosen, [*by, args.columns]), args.format), end="")
         return 0
     grid, heading = table.stats_table(chosen, by, args.columns, args.metric, args.format)
     print(table.render(grid, len(by), args.format, heading))
@@ -150,8 +152,8 @@ def _compare(args: argparse.Namespace, chosen) -> int:
     if any(result.unpaired):
         print(f"note: rows without a partner replicate (left out): A {result.unpaired[0]}, B {result.unpaired[1]}",
               file=sys.stderr)  # fmt: skip
-    if args.format == "csv":
-        print(result.table.to_csv(index=False), end="")
+    if args.format in table.TIDY_FORMATS:
+        print(table.tidy(result.table, args.format), end="")
         return 0
     keys = list(result.matched_on)
     what = (f"A - B paired by replicate and {', '.join(keys)}; A = {a.text}, B = {b.text}; "

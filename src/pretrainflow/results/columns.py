@@ -139,8 +139,7 @@ class Selector:
         for key, value in self.terms:
             term = frame[key].map(lambda cell, value=value: matches(cell, value)).astype(bool)
             if not term.any():
-                present = sorted({str(cell) for cell in frame[key]})
-                shown = ", ".join(present[:12]) + (f", ... ({len(present)} values)" if len(present) > 12 else "")
+                shown = shown_values(frame[key])
                 raise PretrainflowError(f"{where} {self.text!r}: no row has {key} = {value!r}; present: {shown}")
             mask &= term
         if not mask.any():
@@ -159,6 +158,18 @@ def order_key(value: Any) -> tuple[int, float, str]:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (0, float(value), "")
     return (1, 0.0, str(value))
+
+
+def shown_values(values: Iterable[Any], limit: int = 12) -> str:
+    """The distinct values as text for an error message: sorted, the first ``limit`` shown, the rest counted.
+
+    >>> shown_values(["b", "a", "b"]), shown_values(range(20), limit=3)
+    ('a, b', '0, 1, 10, ... (20 values)')
+    """
+    present = sorted({str(value) for value in values})
+    if not present:
+        return "none"
+    return ", ".join(present[:limit]) + (f", ... ({len(present)} values)" if len(present) > limit else "")
 
 
 def unique(names: Sequence[Any]) -> list[Any]:

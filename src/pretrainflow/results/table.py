@@ -1,22 +1,26 @@
-"""Filter the summary and format statistics as text, Markdown, LaTeX or CSV (what `pretrainflow results` prints).
+"""Filter the summary and format statistics as text, Markdown, LaTeX, CSV or JSON (what `pretrainflow results` prints).
 
 Text, Markdown and LaTeX are for reading and pasting into a paper: a title line naming the metric, its unit and the
 split, then one row per group and one column per task, each cell ``mean ± sd (n=N)`` (a plain value when every cell
-is a single run). CSV is for programs: the tidy statistics (group columns, n, mean, std, ci95_low, ci95_high) at full
-precision.
+is a single run); the column headers name the metric and unit too (``digits top1 (%)``), since a pasted LaTeX table
+keeps only its header. CSV and JSON are for programs: the tidy statistics (group columns, metric, unit, n, mean, std,
+ci95_low, ci95_high) at full precision; JSON is a list of one object per row, a missing value as null.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
 import pandas as pd
 
-from pretrainflow.results.columns import order_key, unique
+from pretrainflow.errors import PretrainflowError
+from pretrainflow.results.columns import order_key, shown_values, unique
 from pretrainflow.results.stats import describe
 
-FORMATS = ("text", "markdown", "latex", "csv")
+TABLE_FORMATS = ("text", "markdown", "latex")  # for reading: render()
+TIDY_FORMATS = ("csv", "json")  # for programs: tidy()
 # What each metric the stages write is measured in (the title names it); top-k accuracies are percent of test images.
 METRIC_UNITS = {
     "top1": "%",
@@ -56,21 +60,48 @@ def select(
 ) -> pd.DataFrame:
     """Rows matching every given filter (an empty filter keeps everything).
 
+    A filter value that no row has, or filters that hold only apart, are an error naming the filter (as the
+    `pretrainflow results` option) and the values that exist, so that a typo is told at once.
+
     >>> df = pd.DataFrame({"metric": ["top1", "top5"], "task": ["digits"] * 2, "split": ["test"] * 2})
     >>> len(select(df, metric="top1", split="test"))
     1
+    >>> select(df, tasks=["digts"])
+    Traceback (most recent call last):
+    ...
+    pretrainflow.errors.PretrainflowError: --task 'digts' matches no row; task values present: digits
     """
+    given = {  # option -> (column, values asked for)
+        "--metric": ("metric", [metric] if metric else []),
+        "--task": ("task", list(tasks)),
+        "--run": ("run_id", list(runs)),
+        "--cell": ("cell", list(cells)),
+        "--split": ("split", [split] if split else []),
+    }
+    given = {option: pair for option, pair in given.items() if pair[1]}
+    masks = {}
+    for option, (column, values) in given.items():
+        present = set(frame[column].dropna())
+        for value in values:
+            if value not in present:
+                raise PretrainflowError(
+                    f"{option} {value!r} matches no row; {column} values present: {shown_values(present)}"
+                )
+        masks[option] = frame[column].isin(values)
     mask = pd.Series(True, index=frame.index)
-    if metric:
-        mask &= frame["metric"] == metric
-    if tasks:
-        mask &= frame["task"].isin(list(tasks))
-    if runs:
-        mask &= frame["run_id"].isin(list(runs))
-    if cells:
-        mask &= frame["cell"].isin(list(cells))
-    if split:
-        mask &= frame["split"] == split
+    for term in masks.values():
+        mask &= term
+    if given and not mask.any():
+        asked = " ".join(f"{option} {' '.join(map(repr, values))}" for option, (_, values) in given.items())
+        hints = []
+        for option, (column, _) in given.items():  # what this filter could be, given the others
+            others = pd.Series(True, index=frame.index)
+            for other, term in masks.items():
+                if other != option:
+                    others &= term
+            fits = set(frame.loc[others, column].dropna())
+            hints.append(f"{option} is one of {shown_values(fits)}" if fits else f"no {option} value fits")
+        raise PretrainflowError(f"no row matches {asked} together; given the other filters, {'; '.join(hints)}")
     return frame[mask]
 
 
@@ -127,14 +158,25 @@ def _show(value: object) -> str:
     return str(value)
 
 
+def _column_label(keys: Sequence[str], row: Sequence[object], metric: str | None) -> str:
+    """``digits top1 (%)``: the column's values joined by `` / ``, a metric with its unit, and the one ``metric`` of
+    the table (None: the metric is among ``keys`` or a row key) at the end."""
+    parts = [
+        metric_label(str(value)) if key == "metric" else _show(value) for key, value in zip(keys, row, strict=True)
+    ]
+    return " / ".join(parts) + (f" {metric_label(metric)}" if metric else "")
+
+
 def stats_grid(described: pd.DataFrame, by: Sequence[str], columns: str, fmt: str) -> pd.DataFrame:
     """Statistics (pretrainflow.results.stats.describe) as a flat table of text: the ``by`` columns, then one column
-    per value of ``columns`` (and of task / split / metric where more than one remains), cells from ``mean_sd``."""
+    per value of ``columns`` (and of task / split / metric where more than one remains), cells from ``mean_sd``.
+    Each column header names the metric and its unit unless the metric is a row key."""
     by = list(by)
     spread = bool((described["n"] > 1).any())
     varying = [col for col in ("task", "split", "metric") if col not in by and described[col].nunique(dropna=False) > 1]
     label_keys = unique([columns, *varying])
-    labels = [" / ".join(map(_show, row)) for row in described[label_keys].itertuples(index=False)]
+    single = None if "metric" in [*by, *label_keys] or described.empty else str(described["metric"].iloc[0])
+    labels = [_column_label(label_keys, row, single) for row in described[label_keys].itertuples(index=False)]
     order = {
         label: tuple(map(order_key, row))
         for label, row in zip(labels, described[label_keys].itertuples(index=False), strict=True)
@@ -213,7 +255,36 @@ def render(flat: pd.DataFrame, n_keys: int, fmt: str, heading: str) -> str:
         return heading + "\n\n" + to_markdown(flat, n_keys)
     if fmt == "latex":
         return "% " + heading + "\n" + to_latex(flat, n_keys)
-    raise ValueError(f"format {fmt!r}: expected one of {FORMATS}")
+    raise ValueError(f"format {fmt!r}: expected one of {TABLE_FORMATS}")
+
+
+def _plain(value: object) -> object:
+    """A cell as a JSON value: numpy scalars as Python numbers, NaN / NA as null."""
+    value = value.item() if hasattr(value, "item") else value
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def tidy(frame: pd.DataFrame, fmt: str) -> str:
+    """Statistics for programs at full precision, with a ``unit`` column after ``metric`` (empty / null when the
+    metric's unit is not recorded): CSV with a header line, or JSON, a list of one object per row.
+
+    >>> print(tidy(pd.DataFrame({"metric": ["top1"], "n": [1], "std": [math.nan]}), "json"), end="")
+    [
+    {"metric": "top1", "unit": "%", "n": 1, "std": null}
+    ]
+    """
+    if "metric" in frame.columns and "unit" not in frame.columns:
+        frame = frame.copy()
+        frame.insert(frame.columns.get_loc("metric") + 1, "unit", frame["metric"].map(METRIC_UNITS))
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        # one object per line: greppable, and `jq` reads it whole; allow_nan=False: strict JSON or an error here
+        records = [{key: _plain(value) for key, value in row.items()} for row in frame.to_dict("records")]
+        return "[\n" + ",\n".join(json.dumps(record, allow_nan=False) for record in records) + "\n]\n"
+    raise ValueError(f"format {fmt!r}: expected one of {TIDY_FORMATS}")
 
 
 def stats_table(

@@ -1,5 +1,6 @@
 """``pretrainflow sched submit|status|cancel`` (called by the cluster-generic executor of profiles/abci and
-profiles/tsubame), ``pretrainflow profiles install`` and ``pretrainflow submit`` (submitit, no DAG)."""
+profiles/tsubame), ``pretrainflow sched plan``, ``pretrainflow profiles install`` and ``pretrainflow submit``
+(submitit, no DAG)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pretrainflow.schedulers.resources import SITES
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    sched = subparsers.add_parser("sched", help="submit / status / cancel for PBS and Grid Engine (used by profiles)")
-    sched_sub = sched.add_subparsers(dest="sched_command", required=True, metavar="<submit|status|cancel>")
+    sched = subparsers.add_parser("sched", help="plan a study's jobs on a site; submit, status, cancel for profiles")
+    sched_sub = sched.add_subparsers(dest="sched_command", required=True, metavar="<submit|status|plan|cancel>")
 
     submit = sched_sub.add_parser("submit", help="submit a Snakemake job script; prints the job id")
     submit.add_argument("--site", required=True, choices=SITES)

@@ -67,7 +67,8 @@ def prepare_submit(site: str, snakemake_script: Path, dependencies: list[str], w
     settings = settings_from(resources)
     request = ResourceRequest.from_resources({**resources, "threads": props.get("threads", 1)}, describe(props))
     try:
-        placement = place(site, request, settings.max_runtime_min, node_gpus=settings.node_gpus)
+        placement = place(site, request, settings.max_runtime_min, node_gpus=settings.node_gpus,
+                          packed=props.get("type") == "group")  # fmt: skip
     except ConfigError as err:  # name the job (rule and run) as well as the site: "pretrain_vit.vit-b: tsubame ..."
         raise ConfigError(f"{describe(props)}: {err}") from None
     name = job_name(describe(props))

@@ -12,6 +12,8 @@ from its checkpoint), which no plan can know. Node-hours weigh a shared type by 
 (``Site.node_share``: rt_HG 1/8, node_q 1/4). Points need the site's rate of each resource type (``site_points`` in
 the profile; docs/clusters.md cites the published tables, whose values are not in our reference). Jobs of local rules
 (``LOCAL_RULES``; this Snakemake's dry run does not mark them) run in Snakemake itself and are listed apart.
+Jobs that Snakemake packs into one group job (a rule's ``group:`` with the profile's ``group-components``: shard
+rendering, corpus tokenising) are one submission, listed as the group with its number of jobs (``group_job``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pretrainflow.study.resources import LOCAL_RULES
 
 _RULE = re.compile(r"^(local)?rule (\S+):$")
 _FIELD = re.compile(r"^\s+(wildcards|resources|output): (.*)$")
+# "[Tue Dec  1 20:50:45 2026] Group job render_shards (jobs in lexicogr. order):", then its jobs indented by 4
+_GROUP = re.compile(r"^\[[^\]]*\] Group job (\S+) ")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -40,6 +44,8 @@ class PlannedJob:
     localrule: bool = False
     has_output: bool = False
     resources: dict[str, str] = field(default_factory=dict)
+    group: str = ""  # the Snakemake group (rule `group:`) of a packed job; "" for a job submitted on its own
+    group_index: int = -1  # which group job of the listing it belongs to (one submission per index)
 
     @property
     def submitted(self) -> bool:
@@ -51,10 +57,18 @@ def parse_dry_run(text: str, local_rules: tuple[str, ...] = LOCAL_RULES) -> list
     """Jobs of a ``snakemake --dry-run`` listing (rule, wildcards, resources as printed); ``local_rules`` are local
     whether or not the listing says ``localrule``."""
     jobs: list[PlannedJob] = []
+    group, group_index = "", -1
     for line in text.splitlines():
-        if match := _RULE.match(line.strip()):
+        if match := _GROUP.match(line):
+            group, group_index = match.group(1), group_index + 1
+        elif match := _RULE.match(line.strip()):
             local = bool(match.group(1)) or match.group(2) in local_rules
-            jobs.append(PlannedJob(rule=match.group(2), localrule=local))
+            if not line.startswith(" "):  # a job at the left margin is not a member of the group listed above it
+                group = ""
+            job = PlannedJob(rule=match.group(2), localrule=local)
+            if group:
+                job.group, job.group_index = group, group_index
+            jobs.append(job)
         elif jobs and (match := _FIELD.match(line)):
             kind, value = match.groups()
             if kind == "output":
@@ -73,7 +87,30 @@ def place_job(site_name: str, job: PlannedJob) -> Placement:
     """The job's placement on the site, as ``sched submit`` would compute it (profile values from its resources)."""
     settings = settings_from(job.resources, env={})
     request = ResourceRequest.from_resources(job.resources, job.rule)
-    return place(site_name, request, settings.max_runtime_min, node_gpus=settings.node_gpus)
+    return place(site_name, request, settings.max_runtime_min, node_gpus=settings.node_gpus, packed=bool(job.group))
+
+
+def group_job(members: list[PlannedJob]) -> PlannedJob:
+    """One submission for the jobs of one Snakemake group job: cores and memory summed, the longest runtime, as
+    Snakemake sums a group whose jobs all run side by side (its inner run has ``--cores all``). Snakemake narrows the
+    group to the ``cores`` it is given (profiles/default: all cores of the login node): with fewer, the real request has
+    fewer cores and a longer walltime; the number of submissions is the same.
+
+    >>> job = group_job([PlannedJob(rule="render_shard", group="render_shards", resources={"mem_mb": "2374",
+    ...     "runtime": "10", "cpus_per_task": "1", "site_group": "x"})] * 32)
+    >>> job.rule, job.wildcards, job.resources["cpus_per_task"], job.resources["mem_mb"], job.resources["runtime"]
+    ('render_shards', '32 jobs: render_shard', '32', '75968', '10')
+    """
+
+    def total(key: str, default: int) -> int:
+        return sum(int(job.resources.get(key, default)) for job in members)
+
+    resources = {key: value for key, value in members[0].resources.items() if key.startswith("site_")}
+    resources.update(cpus_per_task=str(total("cpus_per_task", 1)), mem_mb=str(total("mem_mb", 1000)),
+                     runtime=str(max(int(job.resources.get("runtime", 60)) for job in members)))  # fmt: skip
+    rules = ", ".join(sorted({job.rule for job in members}))
+    return PlannedJob(rule=members[0].group, wildcards=f"{len(members)} jobs: {rules}", has_output=True,
+                      resources=resources, group=members[0].group, group_index=members[0].group_index)  # fmt: skip
 
 
 @dataclass(kw_only=True, slots=True)
@@ -128,9 +165,13 @@ class SitePlan:
 def site_plan(site_name: str, jobs: list[PlannedJob]) -> SitePlan:
     """Place every job of a dry run on ``site_name`` (pure: no Snakemake, no scheduler)."""
     result = SitePlan(site=site_name, local=[job for job in jobs if job.has_output and job.localrule])
+    groups: dict[int, list[PlannedJob]] = {}
     for job in jobs:
-        if not job.submitted:
-            continue
+        if job.submitted and job.group:
+            groups.setdefault(job.group_index, []).append(job)
+    submissions = [job for job in jobs if job.submitted and not job.group]
+    submissions += [group_job(members) for members in groups.values()]
+    for job in submissions:
         try:
             result.placed.append((job, place_job(site_name, job)))
         except ConfigError as err:

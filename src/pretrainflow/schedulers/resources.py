@@ -130,8 +130,21 @@ def shape_total(where: Site, req: ResourceRequest, node_gpus: int | None = None)
     return dataclasses.replace(req, total_gpus=0, nodes=nodes, gpus_per_node=gpus, cpus_per_task=cores, cpus_per_gpu=0)
 
 
-def _place_on_types(where: Site, req: ResourceRequest) -> Placement:
+def _place_on_types(where: Site, req: ResourceRequest, packed: bool = False) -> Placement:
     types, whole = where.types, where.types[-1]
+    if packed and not req.gpus_per_node:
+        # a Snakemake group of CPU jobs (packed shards): on a CPU type or not at all, never on a GPU node
+        cpu_types = [t for t in types if t.gpus == 0]
+        chosen_cpu = next((t for t in cpu_types if t.cpus >= req.cpus_per_task and t.mem_mb >= req.mem_mb), None)
+        if chosen_cpu is None or req.nodes > 1:
+            largest = cpu_types[-1]
+            raise ConfigError(
+                f"resources: a packed group of CPU jobs needs {req.cpus_per_task} cores and {req.mem_mb} MB, more than "
+                f"{where.name}'s largest CPU type {largest.name} ({largest.cpus} cores, {largest.mem_mb} MB); lower its "
+                f"group-components in profiles/{where.name} (a group never takes a GPU node)"
+            )
+        return Placement(site=where.name, resource_type=chosen_cpu.name, count=1, gpus_per_node=0,
+                         cpus_per_node=req.cpus_per_task, mem_mb_per_node=req.mem_mb, runtime_min=req.runtime_min)  # fmt: skip
     if req.nodes > 1:
         fits: list[NodeType] = [t for t in types if t.multi_node]
     else:
@@ -175,9 +188,15 @@ def _place_slurm(req: ResourceRequest) -> Placement:
 
 
 def place(
-    site_name: str, req: ResourceRequest, max_runtime_min: int | None = None, *, node_gpus: int | None = None
+    site_name: str,
+    req: ResourceRequest,
+    max_runtime_min: int | None = None,
+    *,
+    node_gpus: int | None = None,
+    packed: bool = False,
 ) -> Placement:
-    """Map ``req`` onto the site's resource types (``node_gpus``: GPUs of a Slurm node, from the profile).
+    """Map ``req`` onto the site's resource types (``node_gpus``: GPUs of a Slurm node, from the profile). ``packed``:
+    the summed request of a Snakemake group job; without GPUs it must fit a CPU type (rt_HC, cpu_N), else ConfigError.
 
     >>> place("abci", ResourceRequest(gpus_per_node=8)).resource_type
     'rt_HF'
@@ -187,6 +206,8 @@ def place(
     'node_f'
     >>> p = place("tsubame", ResourceRequest(total_gpus=32, cpus_per_gpu=8)); (p.resource_type, p.count, p.cpus_per_node)
     ('node_f', 8, 32)
+    >>> place("abci", ResourceRequest(cpus_per_task=32, mem_mb=76000), packed=True).resource_type
+    'rt_HC'
     """
     where = site(site_name)
     limit = max_runtime_min if max_runtime_min is not None else where.max_runtime_min
@@ -195,4 +216,4 @@ def place(
             f"resources.runtime: {site_name} allows at most {limit} minutes per job, got {req.runtime_min}"
         )
     req = shape_total(where, req, node_gpus)
-    return _place_on_types(where, req) if where.types else _place_slurm(req)
+    return _place_on_types(where, req, packed) if where.types else _place_slurm(req)

@@ -30,6 +30,10 @@ IMPORT_TOKENIZER = IMPORTS_ROOT + "/{model}/tokenizer.json"
 PRETRAIN_DIR = "results/pretrain/{run}"
 PRETRAIN_WEIGHTS = PRETRAIN_DIR + "/model.safetensors"
 FINETUNE_DIR = "results/finetune/{run}/{task}"
+# LLM runs with an `sft` section (train/llm/sft_spec.py) publish here, as pretraining runs do under PRETRAIN_DIR; the
+# stdlib instruction set they read by default is built once (benchmarks/pydoc_instructions.py)
+SFT_DIR = "results/sft/{run}"
+INSTRUCTIONS_DIR = "results/instructions/python-stdlib"
 EXPORT_HF_DIR = "results/export/{run}-hf"
 # The shipped lm-evaluation-harness tasks, built from this Python's stdlib (pretrainflow.benchmarks.pydoc_tasks)
 BENCHMARK_TASKS_DIR = "results/benchmarks/tasks"
@@ -63,6 +67,7 @@ JOB_BENCHMARKS = {
     "build_indexed_shard": ("corpus", "shard"),
     "pretrain_vit": ("run",),
     "pretrain_llm": ("run",),
+    "sft_llm": ("run",),
     "finetune_vit": ("run", "task"),
     "evaluate_vit": ("run", "task"),
     "evaluate_llm": ("run",),
@@ -83,6 +88,11 @@ def rows_file(run: str, task: str) -> str:
 
 def pretrain_dir(run: str) -> str:
     return PRETRAIN_DIR.format(run=run)
+
+
+def llm_run_dir(run: str, spec) -> str:
+    """Where an LLM run publishes: SFT_DIR for a run with an ``sft`` section, else PRETRAIN_DIR."""
+    return (SFT_DIR if spec.get("sft") else PRETRAIN_DIR).format(run=run)
 
 
 def dataset_dir(dataset: str) -> str:
@@ -134,7 +144,7 @@ def benchmark_files(study) -> list[str]:
         for k in range(study.corpora[name]["num_shards"])
     ]
     files += [job_benchmark_file("pretrain_vit", run) for run in vit_runs]
-    files += [job_benchmark_file("pretrain_llm", run) for run in llm_runs]
+    files += [job_benchmark_file("sft_llm" if study.runs[run].get("sft") else "pretrain_llm", run) for run in llm_runs]
     files += [
         job_benchmark_file(rule, run, task)
         for run, task in study.finetunes

@@ -25,7 +25,7 @@ DATASET_STEPS = {"search_categories": "search", "render_shard": "render", "datas
 # Rules Snakemake runs itself on the machine it runs on (the Snakefile's `localrules:` names the same ones): each writes
 # a few rows or small files in seconds, where a cluster job would wait longer in the queue than it runs.
 # dataset_manifest stays a job: it reads every shard once (sha256 and member index), 10-100 GB for 1,000 classes.
-LOCAL_RULES = ("pretrain_rows", "build_benchmarks", "aggregate_results")
+LOCAL_RULES = ("pretrain_rows", "build_benchmarks", "build_instructions", "aggregate_results")
 
 # Host memory per parameter of one process that holds an LLM's weights in fp32 while loading or converting them:
 # 4 bytes x 2.5 (a converted or moved copy is built next to the loaded tensors), as import_hf (train/llm/hf_import.py).
@@ -58,7 +58,7 @@ def rule_resources(study: Any, rule: str, wildcards: Any) -> dict[str, int | Non
             "mem_mb": 128000 if large else 4000,
             "runtime": 600 if large else 30,
         }
-    if rule in ("pretrain_vit", "pretrain_llm", "finetune_vit"):
+    if rule in ("pretrain_vit", "pretrain_llm", "sft_llm", "finetune_vit"):
         if rule == "finetune_vit":
             devices = study.finetunes[(wildcards.run, wildcards.task)]["recipe"]["devices"]
         else:
@@ -80,6 +80,6 @@ def rule_resources(study: Any, rule: str, wildcards: Any) -> dict[str, int | Non
     if rule == "import_hf":
         # one CPU process per Hugging Face directory, sized from the shape its runs declare (hf_import)
         return import_job_resources(study_imports(study.runs)[wildcards.model].shape)
-    if rule == "build_benchmarks":
+    if rule in ("build_benchmarks", "build_instructions"):  # one pass over the stdlib sources, seconds
         return {"nodes": 1, "gpus": 0, "cpus_per_task": 1, "mem_mb": 2000, "runtime": 10, "threads": 1}
     raise KeyError(f"rule_resources: no sizing for rule {rule!r}")

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     import jsonschema
     import referencing
 
-# The schemas ship with the workflow; the package finds them from the repository layout (src/pretrainflow/study/ -> ../../../).
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "workflow" / "schemas"
+# The schemas live in workflow/schemas/ (Snakemake's validate() reads them there). study/schemas is a symlink to that
+# folder in the source tree and a copy of it in a built wheel (pyproject's package-data), so one path serves both.
+SCHEMA_DIR = Path(__file__).parent / "schemas"
 STUDY_SCHEMA = "config.schema.yaml"
 
 

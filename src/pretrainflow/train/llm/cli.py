@@ -1,6 +1,7 @@
-"""`pretrainflow pretrain-llm` and `pretrainflow evaluate-llm` (rules in workflow/rules/pretrain_llm.smk).
+"""`pretrainflow pretrain-llm`, `sft-llm` and `evaluate-llm` (rules in workflow/rules/pretrain_llm.smk, finetune_llm.smk).
 
     pretrainflow pretrain-llm --spec "$SPEC" --out results/pretrain/gpt-micro-pydocs
+    pretrainflow sft-llm --spec "$SPEC" --out results/sft/gpt-micro-pydocs-sft   # a run with an sft section
     pretrainflow evaluate-llm --spec "$SPEC" --model results/pretrain/gpt-micro-pydocs/model.safetensors \\
         --out results/rows/gpt-micro-pydocs/heldout.parquet
 
@@ -8,6 +9,8 @@ pretrain-llm starts one process per device on this node (gpus_per_node on GPUs; 
 gpus_per_node 0, with the node's GPUs hidden from them, or on a machine without CUDA; under an outer launcher such as
 srun/mpirun it runs as that rank), trains or resumes from results/checkpoints/{run}/{hash12}/, and
 on success publishes the run directory. Exit code 75 = stopped by a walltime signal after a checkpoint: rerun resumes.
+sft-llm is the same command for an SFT run (train/llm/sft_spec.py): it first checks and tokenises the instruction
+data (train/llm/sft_prepare.py), then the ranks train on those rows instead of the corpus.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import json
 import os
 from pathlib import Path
 
-from pretrainflow.study.layout import CHECKPOINTS_ROOT, CORPORA_ROOT, IMPORTS_ROOT, PRETRAIN_DIR
+from pretrainflow.errors import ConfigError
+from pretrainflow.study.layout import CHECKPOINTS_ROOT, CORPORA_ROOT, IMPORTS_ROOT, PRETRAIN_DIR, SFT_DIR
 
 PRETRAIN_ROOT = PRETRAIN_DIR.rpartition("/")[0]  # results/pretrain: where init.run finds the run it starts from
+SFT_ROOT = SFT_DIR.rpartition("/")[0]  # results/sft: the same for an init.run that is an SFT run
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +37,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-steps", type=int, default=None, help="stop after this step with a checkpoint (exit 75)")
     train.add_argument("--imports-dir", type=Path, default=Path(IMPORTS_ROOT), help="init.hf imports (%(default)s)")
     train.add_argument("--pretrained-dir", type=Path, default=Path(PRETRAIN_ROOT), help="init.run runs (%(default)s)")
-    train.set_defaults(func=run_pretrain)
+    train.set_defaults(func=run_pretrain, sft=False)
+
+    sft = subparsers.add_parser(
+        "sft-llm", help="fine-tune an LLM run on instruction data, loss on responses only (resumes automatically)"
+    )
+    sft.add_argument("--spec", required=True, help="resolved spec of an LLM run with an sft section (canonical JSON)")
+    sft.add_argument("--out", required=True, type=Path, help="run directory to publish, results/sft/{run}")
+    sft.add_argument("--data", type=Path, default=None, help="the instruction JSONL (default: from sft.data)")
+    sft.add_argument("--corpora-dir", type=Path, default=Path(CORPORA_ROOT), help="the tokenizer (%(default)s)")
+    sft.add_argument("--checkpoints", type=Path, default=Path(CHECKPOINTS_ROOT), help="checkpoint root (%(default)s)")
+    sft.add_argument("--max-steps", type=int, default=None, help="stop after this step with a checkpoint (exit 75)")
+    sft.add_argument("--imports-dir", type=Path, default=Path(IMPORTS_ROOT), help="init.hf imports (%(default)s)")
+    sft.add_argument("--pretrained-dir", type=Path, default=Path(PRETRAIN_ROOT), help="init.run runs (%(default)s)")
+    sft.add_argument("--sft-dir", type=Path, default=Path(SFT_ROOT), help="init.run SFT runs (%(default)s)")
+    sft.set_defaults(func=run_pretrain, sft=True)
 
     ev = subparsers.add_parser("evaluate-llm", help="held-out loss and perplexity of a pretrained GPT -> result rows")
     ev.add_argument("--spec", required=True)
@@ -78,17 +97,35 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     spec = json.loads(args.spec)
     run = LLMRunSpec.from_dict(spec)
+    sft = getattr(args, "sft", False)  # set by the subcommand: sft-llm or pretrain-llm (tests build args by hand)
+    command = "sft-llm" if sft else "pretrain-llm"  # the same loop, checkpoints and publisher; other data
+    if (run.sft is not None) != sft:
+        other = "pretrain-llm (it has no sft section)" if sft else "sft-llm (it has an sft section)"
+        raise ConfigError(f"pretrain.{run.run_id}: {command} cannot train this run; use {other}")
     # What this machine cannot run is one clear error here, before any process starts.
     device = this_machine_device(run)
     # Inputs checked here, so a missing corpus is one clear line instead of a traceback per rank.
-    blend_prefixes(args.corpora_dir, run.blend)
-    vocab_size = load_tokenizer(args.corpora_dir / run.corpus / "tokenizer.json").get_vocab_size()
+    if not sft:
+        blend_prefixes(args.corpora_dir, run.blend)
+    tokenizer_json = args.corpora_dir / run.corpus / "tokenizer.json"
+    vocab_size = load_tokenizer(tokenizer_json).get_vocab_size()
     root = checkpoint_dir(args.checkpoints, spec)
     worker_args = ["--spec", args.spec, "--corpora-dir", str(args.corpora_dir), "--checkpoint-dir", str(root)]
     if run.init is not None:  # the weights it starts from, their shape and tokenizer: checked before any rank starts
         init = check_init(spec, imports_dir=args.imports_dir, pretrained_dir=args.pretrained_dir,
-                          corpora_dir=args.corpora_dir)  # fmt: skip
+                          corpora_dir=args.corpora_dir, sft_dir=getattr(args, "sft_dir", Path(SFT_ROOT)))  # fmt: skip
         worker_args += ["--init", str(init.weights), "--init-vocab", str(init.init_vocab)]
+    sft_meta = None
+    if sft:  # every example checked and tokenised here, before any rank starts (train/llm/sft_prepare.py)
+        from pretrainflow.train.llm.sft_prepare import prepare, sft_data_file
+
+        jsonl = args.data or Path(sft_data_file(spec))
+        prepared, sft_meta = prepare(run, jsonl=jsonl, tokenizer_json=tokenizer_json, checkpoint_root=root,
+                                     is_first=world_from_env().rank == 0)  # fmt: skip
+        worker_args += ["--sft-data", str(prepared)]
+        print(f"[sft-llm] {run.run_id}: {sft_meta['examples']} examples from {jsonl} ({sft_meta['truncated']} cut "
+              f"to {run.seq_length + 1} tokens), {sft_meta['response_tokens']} response tokens, rows "
+              f"{100 * sft_meta['fill']:.0f} % filled; chat template {sft_meta['chat_template']}")  # fmt: skip
     if args.max_steps:
         worker_args += ["--max-steps", str(args.max_steps)]
     procs = run.devices.gpus_per_node if device == "cuda" else run.devices.cpu_ranks
@@ -96,11 +133,13 @@ def run_pretrain(args: argparse.Namespace) -> int:
         code = run_distributed("pretrainflow.train.llm.pretrain:train_worker", worker_args, procs)
     if code != 0 or world_from_env().rank != 0:
         if code == EXIT_CHECKPOINTED:
-            print(f"[pretrain-llm] {run.run_id}: checkpointed, not finished; rerun to resume from {root}")
+            print(f"[{command}] {run.run_id}: checkpointed, not finished; rerun to resume from {root}")
         return code
-    summary = publish(run, vocab_size, root, args.out)
-    print(f"[pretrain-llm] {run.run_id}: {summary['tokens']} tokens in {summary['wall_seconds']:.1f} s, "
-          f"{summary['throughput']:.0f} tokens/s on {summary['devices']} -> {args.out}")  # fmt: skip
+    summary = publish(run, vocab_size, root, args.out, sft_data=sft_meta)
+    # throughput is None when this segment trained no step (a rerun that found the final checkpoint)
+    speed = "no step in this segment" if summary["throughput"] is None else f"{summary['throughput']:.0f} tokens/s"
+    print(f"[{command}] {run.run_id}: {summary['tokens']} tokens in {summary['wall_seconds']:.1f} s, "
+          f"{speed} on {summary['devices']} -> {args.out}")  # fmt: skip
     return 0
 
 

@@ -104,7 +104,8 @@ def evaluate(
         parallel_state.destroy_model_parallel()
         dist.destroy_process_group()
     common = {
-        "run_id": run.run_id, "stage": "pretrain", "model": run.model["name"], "pretrain_source": run.corpus,
+        # an SFT run's held-out perplexity on its corpus: what fine-tuning kept of the language model
+        "run_id": run.run_id, "stage": "finetune" if run.sft is not None else "pretrain", "model": run.model["name"], "pretrain_source": run.corpus,
         "task": "heldout", "split": "valid", "step": summary["step"], "seed": run.seed,
         "dataset_checksum": manifest["checksum"], **stage_cost_fields(summary),
     }  # fmt: skip

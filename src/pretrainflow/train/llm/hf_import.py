@@ -101,8 +101,9 @@ def init_input_files(spec: Mapping[str, Any]) -> list[str]:
         name = import_name(init["hf"])
         return [IMPORT_WEIGHTS.format(model=name), IMPORT_TOKENIZER.format(model=name)]
     if "run" in init:
-        corpus = (init.get("run_spec") or {}).get("corpus")
-        return [layout.PRETRAIN_WEIGHTS.format(run=init["run"]), layout.CORPUS_TOKENIZER.format(corpus=corpus)]
+        run_spec = init.get("run_spec") or {}
+        weights = f"{layout.llm_run_dir(init['run'], run_spec)}/model.safetensors"  # an SFT run publishes elsewhere
+        return [weights, layout.CORPUS_TOKENIZER.format(corpus=run_spec.get("corpus"))]
     return []
 
 
@@ -320,9 +321,9 @@ class InitSource:
 
 
 def init_files(
-    spec: Mapping[str, Any], *, imports_dir: Path, pretrained_dir: Path, corpora_dir: Path
+    spec: Mapping[str, Any], *, imports_dir: Path, pretrained_dir: Path, corpora_dir: Path, sft_dir: Path | None = None
 ) -> tuple[Path, Path]:
-    """(weights, tokenizer.json) that ``init`` names, under the given roots."""
+    """(weights, tokenizer.json) that ``init`` names, under the given roots (``sft_dir``: where SFT runs publish)."""
     init = spec["init"]
     if "hf" in init:
         name = import_name(init["hf"])
@@ -331,10 +332,12 @@ def init_files(
     if "corpus" not in run_spec:
         raise ConfigError(f"pretrain.{spec['run_id']}.init.run_spec: missing (the study loader merges in the "
                           f"resolved spec of init.run {init['run']!r}; pass the spec the loader made)")  # fmt: skip
-    return pretrained_dir / init["run"] / "model.safetensors", corpora_dir / run_spec["corpus"] / "tokenizer.json"
+    runs_dir = sft_dir if run_spec.get("sft") and sft_dir is not None else pretrained_dir
+    return runs_dir / init["run"] / "model.safetensors", corpora_dir / run_spec["corpus"] / "tokenizer.json"
 
 
-def check_init(spec: Mapping[str, Any], *, imports_dir: Path, pretrained_dir: Path, corpora_dir: Path) -> InitSource:
+def check_init(spec: Mapping[str, Any], *, imports_dir: Path, pretrained_dir: Path, corpora_dir: Path,
+               sft_dir: Path | None = None) -> InitSource:  # fmt: skip
     """Everything an ``init`` run needs, checked before any process starts (nothing is written): the init files
     exist, their shape is the run's ``model``, and the corpus tokenizer keeps or extends the init's vocabulary."""
     from safetensors import safe_open
@@ -348,7 +351,7 @@ def check_init(spec: Mapping[str, Any], *, imports_dir: Path, pretrained_dir: Pa
     where = f"pretrain.{run.run_id}"
     key = f"{where}.init.hf" if run.init.hf is not None else f"{where}.init.run"
     weights, init_tokenizer = init_files(spec, imports_dir=imports_dir, pretrained_dir=pretrained_dir,
-                                         corpora_dir=corpora_dir)  # fmt: skip
+                                         corpora_dir=corpora_dir, sft_dir=sft_dir)  # fmt: skip
     for path in (weights, init_tokenizer):
         if not path.is_file():
             how = (f"import it first: pretrainflow import-hf --hf {run.init.hf} --out {weights.parent}"

@@ -88,7 +88,7 @@ class TrainLoop:
             is_main=self.is_main,
             total_steps=last,
             initial_step=self.step,
-            desc=f"pretrain {run.run_id}",
+            desc=f"{'sft' if run.sft is not None else 'pretrain'} {run.run_id}",
             tb_dir=self.root / "tensorboard",
             tb_purge_step=self.step + 1,
         )

@@ -17,6 +17,7 @@ Where a run trains (``run_device``): on CUDA when its ``devices.gpus_per_node`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch.distributed as dist
 
 from pretrainflow.errors import ConfigError
 from pretrainflow.train.llm.spec import LLMRunSpec
+from pretrainflow.train.run_lock import hold_run_lock
 
 
 def run_device(run: LLMRunSpec, *, cuda_devices: int, transformer_engine: bool) -> str:
@@ -145,6 +147,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this step")
     parser.add_argument("--init", type=Path, default=None, help="TP=1 weights to start from (init:, checked already)")
     parser.add_argument("--init-vocab", type=int, default=None, help="tokenizer size of the --init weights")
+    parser.add_argument("--sft-data", type=Path, default=None, help="SFT rows prepared by sft-llm (instead of corpora)")
     return parser.parse_args(argv)
 
 
@@ -156,13 +159,17 @@ def train_worker(argv: list[str]) -> int:
     from pretrainflow.train.llm.data import BatchStream, blend_prefixes, build_gpt_datasets
     from pretrainflow.train.llm.engine import make_engine
     from pretrainflow.train.llm.loop import TrainLoop
+    from pretrainflow.train.llm.sft_data import SFTDataset
 
     args = _parse(argv)
     spec = json.loads(args.spec)
     run = LLMRunSpec.from_dict(spec)
     device = worker_device(run)
     setup_world(run, device)
+    # one writer per checkpoint directory (train/run_lock.py): taken before the data cache or any tag is written
+    held = contextlib.ExitStack()
     try:
+        held.enter_context(hold_run_lock(args.checkpoint_dir, run.run_id))
         from megatron.core import parallel_state
 
         corpus_dir = args.corpora_dir / run.corpus
@@ -177,18 +184,21 @@ def train_worker(argv: list[str]) -> int:
         engine = make_engine(model, run, device)
         world, global_batch = dist.get_world_size(), run.batch.global_batch
         assert global_batch is not None  # resolved by LLMRunSpec
-        prefixes, weights = blend_prefixes(args.corpora_dir, run.blend)
-        train, _, _ = build_gpt_datasets(
-            prefixes=prefixes,
-            weights=weights,
-            tokenizer_path=tokenizer_path,
-            split=run.corpus_split,
-            seq_length=run.seq_length,
-            seed=run.seed,
-            num_samples=(run.schedule.train_steps * global_batch, 0, 0),
-            cache_dir=args.checkpoint_dir / "data_cache",
-            is_first_rank=dist.get_rank() == 0,
-        )
+        if args.sft_data is not None:  # SFT: the example rows sft-llm prepared (train/llm/sft_data.py)
+            train = SFTDataset(args.sft_data, seed=run.seed, num_samples=run.schedule.train_steps * global_batch)
+        else:
+            prefixes, weights = blend_prefixes(args.corpora_dir, run.blend)
+            train, _, _ = build_gpt_datasets(
+                prefixes=prefixes,
+                weights=weights,
+                tokenizer_path=tokenizer_path,
+                split=run.corpus_split,
+                seq_length=run.seq_length,
+                seed=run.seed,
+                num_samples=(run.schedule.train_steps * global_batch, 0, 0),
+                cache_dir=args.checkpoint_dir / "data_cache",
+                is_first_rank=dist.get_rank() == 0,
+            )
         stream = BatchStream(
             train,
             micro=run.batch.micro,
@@ -199,4 +209,5 @@ def train_worker(argv: list[str]) -> int:
         loop = TrainLoop(run=run, spec=spec, engine=engine, stream=stream, root=args.checkpoint_dir, device=device)
         return loop.train(max_steps=args.max_steps)
     finally:
+        held.close()
         teardown_world()

@@ -1,6 +1,6 @@
 """Publish a finished LLM run: consolidate the dist checkpoint to one safetensors file and write the run directory.
 
-``results/pretrain/{run}/`` through the shared stage publisher (train/publish.py):
+``results/pretrain/{run}/`` (``results/sft/{run}/`` for an SFT run) through the shared stage publisher (train/publish.py):
   model.safetensors  megatron-core GPTModel state dict at TP=1/PP=1 (fp32), metadata: shape, vocab, step
   metrics.parquet    step, loss, lr, grad_norm, tokens, tokens_per_s, wall   (from metrics.jsonl)
   summary.json       wall_seconds, tokens, throughput (tokens/s), world_size, devices, device_hours, mfu, ...
@@ -57,8 +57,14 @@ def plain_state_dict(model) -> dict[str, Any]:
     return {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
 
 
-def publish(run: LLMRunSpec, vocab_size: int, checkpoint_root: Path, out_dir: Path) -> dict[str, Any]:
-    """Write the run directory from the finished checkpoint (see module docstring); returns the summary."""
+def publish(
+    run: LLMRunSpec, vocab_size: int, checkpoint_root: Path, out_dir: Path, sft_data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write the run directory from the finished checkpoint (see module docstring); returns the summary.
+
+    ``sft_data``: an SFT run's prepared-data meta (train/llm/sft_data.py: examples, response tokens, template, sha256
+    of the JSONL), kept in the summary as ``sft``. An SFT run's ``tokens`` count whole rows, padding included.
+    """
     import torch.distributed as dist
     from megatron.core import parallel_state
 
@@ -87,6 +93,7 @@ def publish(run: LLMRunSpec, vocab_size: int, checkpoint_root: Path, out_dir: Pa
         "parallel": {"tensor": parallel.tensor, "pipeline": parallel.pipeline, "data": parallel.data_parallel(world)},
         # continued pretraining: what it started from ({hf: DIR} or {run: ID}, and the tokenizer rule)
         "init": None if run.init is None else {k: v for k, v in run.to_dict()["init"].items() if k != "run_spec"},
+        **({} if sft_data is None else {"sft": sft_data}),
     }  # fmt: skip
     metadata = {"shape": json.dumps(run.model, sort_keys=True), "vocab_size": str(vocab_size),
                 "seq_length": str(run.seq_length), "step": str(step), "format": "megatron-core GPTModel, TP=1"}  # fmt: skip

@@ -22,6 +22,9 @@ a change to that run changes this run's hash too). ``model`` must describe the s
 ``run_spec``, and against the import's config.json when training starts). ``init.tokenizer``: ``keep`` = the corpus
 is tokenised with the init's own tokenizer; ``extend`` = with a tokenizer whose vocabulary extends it (same ids for
 every old token), the new embedding and output rows starting at the mean of the old tokenizer's rows.
+
+Supervised fine-tuning: a run with an ``sft`` section (train/llm/sft_spec.py) trains on instruction examples instead of
+the corpus blend, from its ``init`` (required), through the same loop; its corpus gives the tokenizer and held-out text.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pretrainflow.errors import ConfigError
 from pretrainflow.models.gpt import GPTShape, create_gpt_shape
 from pretrainflow.spec_fields import build, flag, number, one_of, positive_int, safe_name, string, study_key, to_dict
 from pretrainflow.train.devices import DevicesSpec
+from pretrainflow.train.llm.sft_spec import SFTSpec
 from pretrainflow.train.spec import BatchSpec, CheckpointSpec, LogSpec, check_betas, check_renamed, planned_world_size
 
 OPTIMIZERS = ("adamw",)  # Adam with decoupled weight decay: megatron-core's optimizer "adam"
@@ -176,6 +180,7 @@ _NESTED = {
     "eval": EvalSpec,
     "log": LLMLogSpec,
     "init": InitSpec,
+    "sft": SFTSpec,
 }
 
 
@@ -192,6 +197,7 @@ class LLMRunSpec:
     corpus: str
     blend: dict[str, float] | None = None  # {corpus: weight}; default {corpus: 1.0}
     init: InitSpec | None = None  # continued pretraining: start from an imported or earlier run's weights
+    sft: SFTSpec | None = None  # supervised fine-tuning on instruction data instead of the corpus (needs init)
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     seq_length: int
     batch: LLMBatchSpec
@@ -219,6 +225,7 @@ class LLMRunSpec:
             raise ValueError(f"corpus: expected the name of a corpus, got {self.corpus!r}")
         self._check_blend()
         self._check_init()
+        self._check_sft()
         positive_int("seq_length", self.seq_length, minimum=8)
         world, model_parallel = planned_world_size(self.devices), self.parallel.model_parallel
         if world % model_parallel:
@@ -269,6 +276,17 @@ class LLMRunSpec:
             raise ValueError(
                 f"blend: expected the run's corpus {self.corpus!r} among {sorted(self.blend)} (it gives tokenizer and split)"
             )
+
+    def _check_sft(self) -> None:
+        """An SFT run fine-tunes weights it starts from, on its instruction data alone."""
+        if self.sft is None:
+            return
+        if self.init is None:
+            raise ValueError(
+                "sft: needs init (the earlier LLM run, {run: NAME}, or the Hugging Face Llama, {hf: DIR}, it fine-tunes)"
+            )
+        if self.blend != {self.corpus: 1.0}:
+            raise ValueError(f"blend: an SFT run trains on sft.data, not on a corpus blend, got {self.blend!r}")
 
     def _check_init(self) -> None:
         """Static checks of ``init`` (the files are checked when training starts: train/llm/hf_import.check_init)."""
@@ -334,8 +352,8 @@ class LLMRunSpec:
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec under the study's keys, as hashed and passed to the commands (``ablation`` and
         ``corpus_spec`` only when set)."""
-        resolved = to_dict(self)
-        for key in ("corpus_spec", "ablation", "init"):
+        resolved = to_dict(self)  # "sft" only when set: pretraining runs keep their resolved specs (and hashes)
+        for key in ("corpus_spec", "ablation", "init", "sft"):
             if resolved[key] is None:
                 del resolved[key]
         if "init" in resolved:

@@ -1,0 +1,79 @@
+"""A killed login session loses nothing (issue 12), on the real Slurm: Snakemake is SIGKILLed while a pretraining job
+it submitted runs; the job goes on (as on a cluster), `snakemake --unlock` and the same command finish the study.
+
+The result rows equal those of an uninterrupted run of the same target on this machine, and the run was trained once:
+the rerun's job (Snakemake cannot know the old one finished) resumed from the finished checkpoint instead of training
+again, and the checkpoint lock (train/run_lock.py) is free at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pandas as pd
+import pytest
+from cluster_helpers import REPO, VENV_BIN, derive_profile, snakemake_env, wait_until
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+RUN = "vit-test-fdb"
+TARGET = f"results/rows/{RUN}/pretrain.parquet"
+FAST = {"slurm-init-seconds-before-status-checks": 2, "seconds-between-status-checks": 2,
+        "max-status-checks-per-second": 5, "latency-wait": 10, "jobs": 4, "restart-times": 1, "keep-going": False}  # fmt: skip
+# columns that depend on the work, not on the clock (throughput and wall time differ between any two runs)
+STABLE = ["run_id", "metric", "value", "epoch", "step", "config_hash", "dataset_checksum", "world_size"]
+
+
+def _argv(work, profile=None, *extra) -> list[str]:
+    argv = [str(VENV_BIN / "snakemake"), TARGET, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile",
+            str(REPO / "config" / "test.yaml")]  # fmt: skip
+    if profile is not None:
+        argv += ["--profile", str(profile), "--workflow-profile", "none"]
+    else:
+        argv += ["--cores", "2"]
+    return argv + list(extra)
+
+
+def _pretrain_jobs() -> dict[str, str]:
+    """job id -> state of this Slurm's pretrain_vit jobs (MinJobAge keeps finished ones listed)."""
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %T %k"], capture_output=True, text=True).stdout
+    return {line.split()[0]: line.split()[1] for line in out.splitlines() if "pretrain_vit" in line}
+
+
+def test_snakemake_killed_mid_study_then_restarted(slurm, tmp_path):
+    env = {**snakemake_env(), "OMP_NUM_THREADS": "1"}
+    reference = subprocess.run(_argv(tmp_path / "reference"), env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    profile = derive_profile("slurm", tmp_path / "profile", FAST, {"mem_mb": 1000})
+    work = tmp_path / "work"
+    before = set(_pretrain_jobs())
+    with subprocess.Popen(_argv(work, profile), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          cwd=tmp_path, start_new_session=True) as first:  # fmt: skip
+        job = wait_until(lambda: next((j for j, s in _pretrain_jobs().items() if j not in before and s == "RUNNING"),
+                                      None), 300, what="the pretrain_vit job running")  # fmt: skip
+        os.kill(first.pid, signal.SIGKILL)  # the session dies; the job it submitted does not
+        first.wait()
+    assert _pretrain_jobs()[job] in ("RUNNING", "COMPLETING", "COMPLETED")
+
+    unlock = subprocess.run(_argv(work, profile, "--unlock"), env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    second = subprocess.run(_argv(work, profile), env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+
+    # the same table as the uninterrupted run
+    rows, expected = (pd.read_parquet(root / TARGET) for root in (work, tmp_path / "reference"))
+    columns = [c for c in STABLE if c in expected.columns]
+    assert columns, list(expected.columns)
+    pd.testing.assert_frame_equal(rows[columns], expected[columns])
+    # trained once: the rerun's job found the finished checkpoint and resumed from it instead of training again
+    (ckpt,) = (work / "results" / "checkpoints" / RUN).iterdir()
+    step = int(expected["step"].iloc[0])
+    log = (work / f"results/logs/pretrain_vit/{RUN}.log").read_text()
+    assert f"resumed from step {step}" in log, log[-2000:]
+    assert len([j for j in _pretrain_jobs() if j not in before]) == 2  # the killed session's job and the rerun's
+    from pretrainflow.train.run_lock import RunLock
+
+    assert RunLock(ckpt, RUN).try_acquire()  # neither job left the lock held
