@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-SKIPPING = '''
+SKIPPING = """
 import pytest
 
 @pytest.mark.slurm
@@ -28,7 +28,7 @@ def test_fixture_skip(monkeypatch, request):
 @pytest.mark.sge
 def test_runs():
     pass
-'''
+"""
 
 
 def _pytest(tmp_path: Path, body: str) -> subprocess.CompletedProcess:

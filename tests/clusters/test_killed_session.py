@@ -1,9 +1,11 @@
-"""A killed login session loses nothing (issue 12), on the real Slurm: Snakemake is SIGKILLed while a pretraining job
+"""A killed login session loses nothing (issue 12). On the real Slurm: Snakemake is SIGKILLed while a pretraining job
 it submitted runs; the job goes on (as on a cluster), `snakemake --unlock` and the same command finish the study.
 
 The result rows equal those of an uninterrupted run of the same target on this machine, and the run was trained once:
 the rerun's job (Snakemake cannot know the old one finished) resumed from the finished checkpoint instead of training
 again, and the checkpoint lock (train/run_lock.py) is free at the end.
+On the real Grid Engine through our qsub path (profiles/tsubame): the restarted Snakemake follows the job of the killed
+session that still runs (`sched submit` returns its id) instead of submitting it again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 import pytest
 from cluster_helpers import REPO, VENV_BIN, derive_profile, snakemake_env, wait_until
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 RUN = "vit-test-fdb"
 TARGET = f"results/rows/{RUN}/pretrain.parquet"
@@ -42,6 +44,7 @@ def _pretrain_jobs() -> dict[str, str]:
     return {line.split()[0]: line.split()[1] for line in out.splitlines() if "pretrain_vit" in line}
 
 
+@pytest.mark.slurm
 def test_snakemake_killed_mid_study_then_restarted(slurm, tmp_path):
     env = {**snakemake_env(), "OMP_NUM_THREADS": "1"}
     reference = subprocess.run(_argv(tmp_path / "reference"), env=env, capture_output=True, text=True, cwd=tmp_path)
@@ -77,3 +80,39 @@ def test_snakemake_killed_mid_study_then_restarted(slurm, tmp_path):
     from pretrainflow.train.run_lock import RunLock
 
     assert RunLock(ckpt, RUN).try_acquire()  # neither job left the lock held
+
+
+def _qstat_job(name: str) -> str | None:
+    import xml.etree.ElementTree as ET
+
+    from pretrainflow.schedulers import sge as gridengine
+
+    root = ET.fromstring(subprocess.run(gridengine.qstat_argv(), capture_output=True, text=True).stdout)
+    return next((j.findtext("JB_job_number") for j in root.iter("job_list")
+                 if j.findtext("JB_name") == name and j.findtext("state") == "r"), None)  # fmt: skip
+
+
+@pytest.mark.sge
+def test_restarted_snakemake_follows_the_running_job_on_gridengine(sge, tmp_path):
+    # our qsub path (profiles/tsubame): the restarted Snakemake follows the job still running instead of a second qsub
+    from cluster_helpers import snakemake_argv
+    from test_gridengine_real import FAST as SGE_FAST
+    from test_gridengine_real import STOCK_SGE
+
+    profile = derive_profile("tsubame", tmp_path / "profile", SGE_FAST, STOCK_SGE)
+    work = tmp_path / "work"
+    argv = snakemake_argv(profile, work, config={"parts": "'0 1'", "slow_part": 0})  # part 0 sleeps 60 s
+    env = snakemake_env()
+    with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                          start_new_session=True) as first:  # fmt: skip
+        job = wait_until(lambda: _qstat_job("pf.part.0"), 120, what="part 0 running")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    unlock = subprocess.run([*argv, "--unlock"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-4000:]
+    assert f"with external jobid '{job}'" in output, output[-4000:]  # followed, not submitted again
+    part = dict(item.split("=", 1) for item in (work / "out" / "part-0.txt").read_text().split())
+    assert part["job"] == job and part["attempt"] == "1", part  # the result is the first job's, written once

@@ -3,7 +3,8 @@
 - a second holder is refused with the run and the holder (host, pid, start time) named; a bounded wait succeeds when
   the holder ends in time; a SIGKILLed holder leaves the lock free at once;
 - the training entry points take it: a second copy of a running 2-rank ViT pretraining exits 73 on both of its ranks
-  before writing anything, and the first goes on to a complete checkpoint; the LLM worker stops before its data cache.
+  before writing anything, and the first goes on to a complete checkpoint; a fine-tune and the LLM worker (pretraining
+  and SFT) stop before writing into a held checkpoint directory.
 """
 
 from __future__ import annotations
@@ -167,3 +168,30 @@ def test_llm_worker_stops_before_its_data_cache(tmp_path):
         proc.stderr
     )
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [LOCK_NAME]  # no data_cache, no tag
+
+
+@pytest.mark.slow
+def test_finetune_second_copy_stops_before_its_checkpoints(tmp_path):
+    from pretrainflow.study.layout import checkpoint_unit
+    from pretrainflow.train.checkpoints import unit_dir
+    from pretrainflow.train.vit.spec import FinetuneSpec, check_finetune
+
+    recipe = check_finetune({"tasks": ["digits"], "recipe": {"epochs": 1}}, "finetune")["recipe"]
+    spec = FinetuneSpec.from_dict({"run_id": "scratch-vit-micro", "source": "scratch", "model": {"name": "vit_micro"},
+                                   "task": "digits", "task_spec": {"kind": "digits", "name": "digits"},
+                                   "recipe": recipe, "seed": 0, "pretrain_spec": None})  # fmt: skip
+    ckpt = unit_dir(tmp_path / "ckpt", checkpoint_unit(spec.run_id, task=spec.task), spec.to_dict())
+    holder = _holder(ckpt)
+    try:
+        argv = [sys.executable, "-m", "pretrainflow.cli", "finetune", "--spec", json.dumps(spec.to_dict()),
+                "--out", str(tmp_path / "out"), "--checkpoints", str(tmp_path / "ckpt")]  # fmt: skip
+        proc = subprocess.run(argv, env={**ENV, "PRETRAINFLOW_RUN_LOCK_WAIT_S": "0"}, capture_output=True, text=True,
+                              timeout=240)  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == EXIT_RUN_LOCKED, proc.stderr[-3000:]
+    assert f"run scratch-vit-micro/digits: another copy of this run holds {ckpt / LOCK_NAME} (pid {holder.pid}" in (
+        proc.stderr
+    )
+    assert sorted(p.name for p in ckpt.iterdir()) == [LOCK_NAME] and not (tmp_path / "out").exists()

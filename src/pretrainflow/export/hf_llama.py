@@ -18,6 +18,13 @@ Weight mapping (per layer i; q/k/v de-interleaved from megatron's fused, group-m
   decoder.final_layernorm.weight <-> model.norm.weight;  output_layer.weight <-> lm_head.weight (absent when tied)
 RoPE needs no permutation: megatron's non-interleaved rotary embedding rotates halves, as HF Llama does.
 The vocabulary stays padded (multiple of 128); ids past the tokenizer's size are never produced by it.
+
+Chat template: a model whose metadata records one (an SFT run's training template, or the Hugging Face template a
+pretraining run's tokenizer came with; train/llm/publish.py) is exported with it as tokenizer_config.json's
+``chat_template`` and with the bos/eos tokens it was rendered with, so ``apply_chat_template`` renders a conversation
+character for character as training did; config.json's ``eos_token_id`` then lists the template's end of turn first
+(and the end of document after it when they differ), so generation stops where the model learned to. Without one,
+tokenizer_config.json has no template and bos = eos = the tokenizer's end-of-document token.
 """
 
 from __future__ import annotations
@@ -179,8 +186,51 @@ def llama_config(shape: GPTShape, vocab_size: int, seq_length: int, eos_id: int)
     }  # fmt: skip
 
 
+def recorded_template(meta: dict[str, str], model_path: str | Path):
+    """The ChatTemplate (train/llm/sft_data.py) recorded in a published model's metadata, or None.
+
+    An SFT run published before templates were recorded has none: exporting it would drop the template it was trained
+    with, so that is an error (its summary.json beside the weights says it is an SFT run).
+    """
+    from pretrainflow.train.llm.sft_data import template_from_json
+
+    if "chat_template" in meta:
+        return template_from_json(meta["chat_template"], f"{model_path} (metadata chat_template)")
+    summary = Path(model_path).parent / "summary.json"
+    if summary.is_file() and "sft" in json.loads(summary.read_text()):
+        raise PretrainflowError(
+            f"{model_path}: an SFT model without its chat template in the metadata (published before templates were "
+            "recorded); rerun its sft-llm (it republishes from the final checkpoint without training), then export"
+        )
+    return None
+
+
+def chat_settings(template, tokenizer, eod_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tokenizer_config.json keys, config.json keys) of an export with ``template``: the source and the exact bos and
+    eos strings training rendered it with; an error names a token the tokenizer lacks (it would be added anew)."""
+    ids = {}
+    for role, token in (("bos_token", template.bos_token), ("eos_token", template.eos_token)):
+        if token and tokenizer.token_to_id(token) is None:
+            raise PretrainflowError(f"chat template {template.name}: its {role} {token!r} is not a token of the "
+                                    "tokenizer being exported (the template must come with the model's tokenizer)")  # fmt: skip
+        ids[role] = tokenizer.token_to_id(token) if token else None
+    if template.bos_token:
+        bos = template.bos_token
+    else:
+        # Training rendered ``bos_token`` as "": a template that uses it gets no bos_token (undefined, rendered as
+        # ""); one that does not keeps the end-of-document token, as every export without a template has.
+        bos = None if "bos_token" in template.source else tokenizer.id_to_token(eod_id)
+    eot = ids["eos_token"]
+    tokenizer_keys = {"chat_template": template.source, "bos_token": bos, "eos_token": template.eos_token}
+    config_keys = {"eos_token_id": eot if eot == eod_id else [eot, eod_id]}
+    if ids["bos_token"] is not None:
+        config_keys["bos_token_id"] = ids["bos_token"]
+    return tokenizer_keys, config_keys
+
+
 def export_llama(model_path: str | Path, tokenizer_path: str | Path, out_dir: str | Path) -> Path:
-    """Write ``out_dir`` (model.safetensors, config.json, tokenizer.json, tokenizer_config.json) atomically."""
+    """Write ``out_dir`` (model.safetensors, config.json, tokenizer.json, tokenizer_config.json) atomically; with the
+    chat template the model's metadata records (see the module docstring)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -195,9 +245,11 @@ def export_llama(model_path: str | Path, tokenizer_path: str | Path, out_dir: st
     tokenizer = load_tokenizer(tokenizer_path)
     eos_id, pad_id = special_ids(tokenizer)
     eos_token = tokenizer.id_to_token(eos_id)
+    template = recorded_template(meta, model_path)
+    chat_tokenizer, chat_config = ({}, {}) if template is None else chat_settings(template, tokenizer, eos_id)
     with atomic_dir(out_dir) as tmp:
         save_file(megatron_to_hf(tensors, shape), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        config = llama_config(shape, vocab_size, int(meta.get("seq_length", 2048)), eos_id)
+        config = llama_config(shape, vocab_size, int(meta.get("seq_length", 2048)), eos_id) | chat_config
         if pad_id is not None:
             config["pad_token_id"] = pad_id
         atomic_write_json(tmp / "config.json", config)
@@ -206,5 +258,5 @@ def export_llama(model_path: str | Path, tokenizer_path: str | Path, out_dir: st
             # the end-of-document token the tokenizer has (ours: <|endoftext|>; an imported Llama-3's: <|end_of_text|>)
             "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": eos_token, "eos_token": eos_token,
             "pad_token": PAD_TOKEN if pad_id is not None else None, "model_max_length": config["max_position_embeddings"],
-        })  # fmt: skip
+        } | chat_tokenizer)  # fmt: skip
     return Path(out_dir)

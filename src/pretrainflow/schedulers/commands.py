@@ -6,11 +6,14 @@
 
 The job's resources come from the JSON ``# properties = {...}`` line Snakemake writes into every job script (rule,
 wildcards, resources including the profile's site_* values), so nothing from the study or the profile passes through
-a shell: qsub/qstat/qacct/qdel are called with argv lists.
+a shell: qsub/qstat/qacct/qdel are called with argv lists. Each submission is recorded under
+``.snakemake/pretrainflow-sched/submitted/``: a Snakemake restarted after a killed session (``--unlock``, then the same
+command) follows a job of the earlier session that is still queued or running instead of queueing it twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pretrainflow.errors import ConfigError, PretrainflowError
+from pretrainflow.io import atomic_write_json
 from pretrainflow.schedulers import jobscript, pbs, sge, slurm
 from pretrainflow.schedulers.job import SubmitJob, job_name
 from pretrainflow.schedulers.resources import ResourceRequest, place
@@ -86,11 +90,44 @@ def prepare_submit(site: str, snakemake_script: Path, dependencies: list[str], w
     return Prepared(job=job, scheduler=scheduler, argv=argv)
 
 
+def submission_key(props: Mapping) -> str:
+    """What identifies one Snakemake job across Snakemake sessions: rule and wildcards, or a group job's id (the uuid
+    of its last job, stable for the same set of jobs).
+
+    >>> submission_key({"rule": "part", "wildcards": {"i": "0"}}) == submission_key({"wildcards": {"i": "0"},
+    ...     "rule": "part", "jobid": 7})
+    True
+    """
+    if props.get("type") == "group":
+        identity = {"group": props.get("groupid"), "jobid": props.get("jobid")}
+    else:
+        identity = {"rule": props.get("rule"), "wildcards": props.get("wildcards") or {}}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def live_submission(site: str, props: Mapping, workdir: Path) -> str | None:
+    """The id of this job's earlier submission from this working directory if the scheduler still has it queued or
+    running, else None. After a killed Snakemake and `--unlock`, the new Snakemake then follows that job instead of
+    queueing a second copy of it (the training run lock is the second line of defence)."""
+    record = workdir / STATE_DIR / "submitted" / f"{submission_key(props)}.json"
+    try:
+        job_id = json.loads(record.read_text())["job_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return job_id if status(site, job_id, workdir=workdir) == "running" else None
+
+
 def submit(site: str, snakemake_script: Path, dependencies: list[str], workdir: Path | None = None) -> str:
-    """Submit a Snakemake job script; return the scheduler's job id."""
+    """Submit a Snakemake job script; return the scheduler's job id (an earlier submission of the same job that is
+    still queued or running is returned instead of a new one: ``live_submission``)."""
     workdir = Path(workdir or os.getcwd()).resolve()
     for dep in dependencies:
         check_job_id(dep, "dependencies")
+    props = read_properties(Path(snakemake_script))
+    if (earlier := live_submission(site, props, workdir)) is not None:
+        print(f"[sched submit] {describe(props)}: job {earlier} of an earlier Snakemake is still queued or running "
+              "here: following it instead of submitting again", file=sys.stderr)  # fmt: skip
+        return earlier
     if site == "abci":
         dependencies = pending_pbs_dependencies(dependencies)
     prepared = prepare_submit(site, Path(snakemake_script).resolve(), dependencies, workdir)
@@ -116,6 +153,8 @@ def submit(site: str, snakemake_script: Path, dependencies: list[str], workdir: 
     # a stale exit file from an earlier scheduler instance that reused this id must not answer for the new job
     # (the new job cannot have finished yet: qsub returns before the scheduler's next cycle starts it)
     (workdir / STATE_DIR / "status" / f"{job_id}.exit").unlink(missing_ok=True)
+    record = {"job_id": job_id, "name": job.name, "submitted": time.time()}
+    atomic_write_json(workdir / STATE_DIR / "submitted" / f"{submission_key(props)}.json", record)
     return job_id
 
 

@@ -11,14 +11,14 @@ job id, start time), before it has written anything there.
         train(...)                                             # rank 0 holds the lock until the block ends
 
 What it guarantees:
-- The lock is ``flock(LOCK_EX)`` on ``run.lock`` held by global rank 0 (the only rank that decides to write a tag,
-  publish or prune). The kernel drops it when that process dies, however it dies (SIGKILL, OOM, node job teardown):
+- The lock is ``flock(LOCK_EX)`` on ``run.lock`` held by global rank 0, which creates each checkpoint tag, marks it
+  complete, prunes and publishes (the other ranks only write into a tag rank 0 created, after a barrier). The kernel drops it when that process dies, however it dies (SIGKILL, OOM, node job teardown):
   a killed holder never leaves a stale lock, so there is nothing to clean by hand. The file itself stays (its text is
   only information about the last holder); it is never replaced, because a lock lives on the inode.
 - The other ranks learn the outcome from rank 0 (one broadcast) and leave together: no rank of a refused copy writes.
 - Across nodes it is as good as the shared file system's flock: NFS (Linux client, v3 via NLM and v4) turns flock
-  into a whole-file lock the server arbitrates, so it holds across nodes; if the holder's node dies, the server frees
-  the lock when the client's lease expires (v4: about 90 s). Lustre arbitrates it across nodes only when the client
+  into a whole-file lock the server arbitrates, so it holds across nodes; if the holder's whole node dies, NFSv4
+  frees the lock when the client's lease expires (about 90 s), NFSv3 only once that node reboots (statd). Lustre arbitrates it across nodes only when the client
   mounts with ``-o flock``; with ``localflock`` it holds between processes of one node only, and with ``noflock`` the
   call fails: we stop with an error saying so rather than train unlocked. Local disks: one node only, by nature.
 - Fork-started children (DataLoader workers) share the lock's open file: after a SIGKILL of rank 0 it is free once

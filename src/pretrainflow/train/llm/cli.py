@@ -92,6 +92,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from pretrainflow.train.llm.hf_import import check_init
     from pretrainflow.train.llm.pretrain import this_machine_device
     from pretrainflow.train.llm.publish import publish
+    from pretrainflow.train.llm.sft_prepare import run_chat_template
     from pretrainflow.train.llm.spec import LLMRunSpec
     from pretrainflow.train.signals import EXIT_CHECKPOINTED
 
@@ -126,6 +127,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
         print(f"[sft-llm] {run.run_id}: {sft_meta['examples']} examples from {jsonl} ({sft_meta['truncated']} cut "
               f"to {run.seq_length + 1} tokens), {sft_meta['response_tokens']} response tokens, rows "
               f"{100 * sft_meta['fill']:.0f} % filled; chat template {sft_meta['chat_template']}")  # fmt: skip
+    # the template the published model carries (and the export writes): read now, so a bad one stops before training
+    template = run_chat_template(run, tokenizer_json, root)
     if args.max_steps:
         worker_args += ["--max-steps", str(args.max_steps)]
     procs = run.devices.gpus_per_node if device == "cuda" else run.devices.cpu_ranks
@@ -135,7 +138,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if code == EXIT_CHECKPOINTED:
             print(f"[{command}] {run.run_id}: checkpointed, not finished; rerun to resume from {root}")
         return code
-    summary = publish(run, vocab_size, root, args.out, sft_data=sft_meta)
+    summary = publish(run, vocab_size, root, args.out, sft_data=sft_meta, chat_template=template)
     # throughput is None when this segment trained no step (a rerun that found the final checkpoint)
     speed = "no step in this segment" if summary["throughput"] is None else f"{summary['throughput']:.0f} tokens/s"
     print(f"[{command}] {run.run_id}: {summary['tokens']} tokens in {summary['wall_seconds']:.1f} s, "

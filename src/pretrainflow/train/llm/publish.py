@@ -1,7 +1,10 @@
 """Publish a finished LLM run: consolidate the dist checkpoint to one safetensors file and write the run directory.
 
 ``results/pretrain/{run}/`` (``results/sft/{run}/`` for an SFT run) through the shared stage publisher (train/publish.py):
-  model.safetensors  megatron-core GPTModel state dict at TP=1/PP=1 (fp32), metadata: shape, vocab, step
+  model.safetensors  megatron-core GPTModel state dict at TP=1/PP=1 (fp32), metadata: shape, vocab, step, and
+                     chat_template (JSON {name, source, bos_token, eos_token}) when the run has one: an SFT run's
+                     training template, or the Hugging Face template its tokenizer came with (sft_prepare.py
+                     ``run_chat_template``); in the weights file so the export (export/hf_llama.py) always finds it
   metrics.parquet    step, loss, lr, grad_norm, tokens, tokens_per_s, wall   (from metrics.jsonl)
   summary.json       wall_seconds, tokens, throughput (tokens/s), world_size, devices, device_hours, mfu, ...
   loss.png           training loss against tokens seen;  tensorboard/;  config.json
@@ -15,13 +18,16 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.train import checkpoints
 from pretrainflow.train.llm.spec import LLMRunSpec
 from pretrainflow.train.mfu import device_name
 from pretrainflow.train.publish import LossAxis, device_fields, write_stage_dir
+
+if TYPE_CHECKING:
+    from pretrainflow.train.llm.sft_data import ChatTemplate
 
 TOKENS_AXIS = LossAxis(column="tokens", label="tokens seen", loss_label="training loss (nats/token)")
 
@@ -58,17 +64,20 @@ def plain_state_dict(model) -> dict[str, Any]:
 
 
 def publish(
-    run: LLMRunSpec, vocab_size: int, checkpoint_root: Path, out_dir: Path, sft_data: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    run: LLMRunSpec, vocab_size: int, checkpoint_root: Path, out_dir: Path, sft_data: dict[str, Any] | None = None,
+    chat_template: ChatTemplate | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Write the run directory from the finished checkpoint (see module docstring); returns the summary.
 
     ``sft_data``: an SFT run's prepared-data meta (train/llm/sft_data.py: examples, response tokens, template, sha256
     of the JSONL), kept in the summary as ``sft``. An SFT run's ``tokens`` count whole rows, padding included.
+    ``chat_template``: the run's template (sft_prepare.run_chat_template), recorded in the weights' metadata.
     """
     import torch.distributed as dist
     from megatron.core import parallel_state
 
     from pretrainflow.models.gpt import padded_vocab_size
+    from pretrainflow.train.llm.sft_data import template_json
 
     final_path = checkpoint_root / "final.json"
     if not final_path.is_file():  # rank 0 writes it when training ends: no worker trained to the end
@@ -97,6 +106,8 @@ def publish(
     }  # fmt: skip
     metadata = {"shape": json.dumps(run.model, sort_keys=True), "vocab_size": str(vocab_size),
                 "seq_length": str(run.seq_length), "step": str(step), "format": "megatron-core GPTModel, TP=1"}  # fmt: skip
+    if chat_template is not None:
+        metadata["chat_template"] = template_json(chat_template)
     metrics = [json.loads(line) for line in (checkpoint_root / "metrics.jsonl").read_text().splitlines()]
     write_stage_dir(
         out_dir,

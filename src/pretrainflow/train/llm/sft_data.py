@@ -29,7 +29,7 @@ response; one whose prompt leaves no response token in the row is an error.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ DEFAULT_CHAT_TEMPLATE = (
     "{%- endfor -%}"
 )
 TOKENS_FILE, MASK_FILE, META_FILE = "tokens.npy", "loss_mask.npy", "meta.json"
+# The template itself (source and the bos/eos it was rendered with), beside the rows it rendered: meta.json only names
+# it, and the published model must carry the exact text (train/llm/publish.py, export/hf_llama.py).
+TEMPLATE_FILE = "chat_template.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,24 @@ def chat_template(config_path: Path | None, choice: str, eos_token: str) -> Chat
             eos = _token_text(config.get("eos_token")) or eos_token
             return ChatTemplate(str(config_path), own, _token_text(config.get("bos_token")), eos)
     return ChatTemplate("default", DEFAULT_CHAT_TEMPLATE, "", eos_token)
+
+
+def template_json(template: ChatTemplate) -> str:
+    """The template as one JSON object {name, source, bos_token, eos_token} (chat_template.json, model metadata)."""
+    return json.dumps(asdict(template), sort_keys=True, ensure_ascii=False)
+
+
+def template_from_json(text: str, where: str | Path) -> ChatTemplate:
+    """The inverse of ``template_json``; an error names ``where`` the text came from when it is not one."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PretrainflowError(f"{where}: chat template record is not JSON ({err})") from None
+    keys = [item.name for item in fields(ChatTemplate)]
+    if not (isinstance(record, dict) and sorted(record) == sorted(keys)
+            and all(isinstance(record[key], str) for key in keys)):  # fmt: skip
+        raise PretrainflowError(f"{where}: chat template record must be an object of strings {keys}, got {text!r:.120}")
+    return ChatTemplate(**record)
 
 
 @lru_cache(maxsize=8)
@@ -209,12 +230,13 @@ def prepare_sft_data(
     max_examples: int | None = None, template_config: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Check every example, then write ``out_dir`` atomically: tokens.npy [N, seq_length + 1] int32, loss_mask.npy
-    [N, seq_length] uint8 and meta.json (counts, the template, sha256 of the data and tokenizer). Returns the meta.
+    [N, seq_length] uint8, chat_template.json (the template they were rendered with) and meta.json (counts, the
+    template's name, sha256 of the data and tokenizer). Returns the meta.
 
     ``template_config``: the tokenizer_config.json whose ``chat_template`` ``auto`` uses (None: the default template).
     """
     from pretrainflow.corpora.tokenizer import load_tokenizer, special_ids
-    from pretrainflow.io import atomic_dir, atomic_write_json, sha256_file
+    from pretrainflow.io import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 
     tokenizer = load_tokenizer(tokenizer_json)
     eod, pad = special_ids(tokenizer)
@@ -243,6 +265,7 @@ def prepare_sft_data(
     with atomic_dir(out_dir) as tmp:
         np.save(tmp / TOKENS_FILE, tokens)
         np.save(tmp / MASK_FILE, loss_mask)
+        atomic_write_text(tmp / TEMPLATE_FILE, template_json(template) + "\n")
         atomic_write_json(tmp / META_FILE, meta)
     return meta
 

@@ -5,17 +5,24 @@ Rows made from byte-identical inputs (sha256 of the JSONL, the tokenizer and the
 reused, so a rerun does not tokenise again. A resumed run keeps the rows it started with: when the checkpoint directory
 already holds a checkpoint and the inputs' bytes changed, the command stops with an error naming them, before anything
 is written (a run's config hash does not cover a user file's bytes).
+
+The template the rows were rendered with is kept beside them (sft_data/chat_template.json) and ``run_chat_template``
+hands it to the publisher, which records it in model.safetensors, so the Hugging Face export carries the exact template
+the model was trained with (export/hf_llama.py).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.study.layout import INSTRUCTIONS_DIR
 from pretrainflow.train.llm.spec import LLMRunSpec
+
+if TYPE_CHECKING:
+    from pretrainflow.train.llm.sft_data import ChatTemplate
 
 PREPARED_DIR = "sft_data"  # inside the run's checkpoint directory
 INSTRUCTIONS_FILE = "instructions.jsonl"  # in INSTRUCTIONS_DIR (benchmarks/pydoc_instructions.py writes it)
@@ -83,3 +90,27 @@ def prepare(run: LLMRunSpec, *, jsonl: Path, tokenizer_json: Path, checkpoint_ro
     meta = prepare_sft_data(jsonl, tokenizer_json, out, seq_length=run.seq_length, template_config=config,
                             chat_template_choice=run.sft.chat_template, max_examples=run.sft.data.max_examples)  # fmt: skip
     return out, meta
+
+
+def run_chat_template(run: LLMRunSpec, tokenizer_json: Path, checkpoint_root: Path) -> ChatTemplate | None:
+    """The chat template the run's published model carries (train/llm/publish.py records it, the export writes it).
+
+    An SFT run: the template its rows were rendered with (``sft_data/chat_template.json``, after ``prepare``). A
+    pretraining run: the template of the Hugging Face model its tokenizer came from (the tokenizer_config.json beside
+    ``tokenizer.path``), as transformers keeps a tokenizer's template through continued training; None without one.
+    """
+    from pretrainflow.corpora.tokenizer import load_tokenizer, special_ids
+    from pretrainflow.train.llm.sft_data import TEMPLATE_FILE, chat_template, template_from_json
+
+    if run.sft is not None:
+        kept = checkpoint_root / PREPARED_DIR / TEMPLATE_FILE
+        if kept.is_file():
+            return template_from_json(kept.read_text(), kept)
+    tokenizer = load_tokenizer(tokenizer_json)
+    eod = tokenizer.id_to_token(special_ids(tokenizer)[0])
+    if run.sft is not None:
+        # Rows prepared before chat_template.json was kept: ``prepare`` has just found the inputs byte-identical to
+        # those the rows were made from, so the same call renders with the same template.
+        return chat_template(template_config(run), run.sft.chat_template, eod)
+    own = chat_template(template_config(run), "auto", eod)
+    return None if own.name == "default" else own  # "default": the tokenizer has no template of its own
