@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	# DeepSpeed is an sdist: build it against the torch above (no build isolation) and without its CUDA ops.
 	DS_BUILD_OPS=0 $(BIN)/pip install --no-build-isolation deepspeed==0.19.8
 	$(BIN)/pip install -e ".[dev]"
+	# timm for the tests that load our exports into the real library; --no-deps: its torchvision requirement would pull
+	# another torch (tests/vit/timm_standin.py stands in for the torchvision import).
+	$(BIN)/pip install --no-deps timm==1.0.31
 	# Make `snakemake --profile abci|tsubame|slurm` resolve by bare name (links into ~/.config/snakemake).
 	$(BIN)/pretrainflow profiles install || echo "note: site profiles not linked (pretrainflow profiles install failed)"
 	touch $@

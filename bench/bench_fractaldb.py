@@ -9,7 +9,8 @@
 Ratios are against the published generators' figures as RECORDED (PUBLISHED below: machine and date printed with
 them), not measured by this bench. Goals: search >= 20x at every size from 20 categories up, render >= 100x. Runs
 single-threaded; "per core" figures are CPU seconds of this process (time.process_time), which other jobs on a shared
-machine inflate far less than wall time; wall time is printed next to them. ``--verify`` exits 1 when any searched
+machine inflate far less than wall time; wall time is printed next to them. The search runs compiled when numba is
+installed (each line names its path; ``--numpy-search`` forces numpy). ``--verify`` exits 1 when any searched
 category differs from the published files (default: ../shared/reference-data/fractaldb1k-categories).
 """
 

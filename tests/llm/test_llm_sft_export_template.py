@@ -172,3 +172,36 @@ def test_a_recorded_template_with_a_token_the_tokenizer_lacks_is_an_error(corpor
     tokenizer = load_tokenizer(corpora_dir / "docs" / "tokenizer.json")
     with pytest.raises(PretrainflowError, match=r"its eos_token '<\|im_end\|>' is not a token of the tokenizer"):
         chat_settings(ChatTemplate("x", OWN, "", EOT), tokenizer, special_ids(tokenizer)[0])
+
+
+def test_a_template_that_uses_an_empty_bos_renders_it_empty_after_export(corpora_dir, tmp_path):
+    # training renders bos_token as "" when the model's config has none; the export must not put a token there
+    from transformers import AutoTokenizer
+
+    from pretrainflow.corpora.tokenizer import load_tokenizer, special_ids
+    from pretrainflow.export.hf_llama import chat_settings
+    from pretrainflow.train.llm.sft_data import DEFAULT_CHAT_TEMPLATE, ChatTemplate, render_with_responses
+
+    template = ChatTemplate("x", "{{ bos_token }}" + DEFAULT_CHAT_TEMPLATE, "", "<|endoftext|>")
+    tokenizer = load_tokenizer(corpora_dir / "docs" / "tokenizer.json")
+    keys, _ = chat_settings(template, tokenizer, special_ids(tokenizer)[0])
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", **keys}))
+    rendered = AutoTokenizer.from_pretrained(tmp_path).apply_chat_template(CONVERSATION, tokenize=False)
+    assert rendered == render_with_responses(template, CONVERSATION)[0] == DEFAULT_TEXT
+
+
+def test_the_published_template_is_the_one_kept_with_the_rows(corpora_dir, tmp_path):
+    from pretrainflow.train.llm.sft_data import TEMPLATE_FILE, ChatTemplate, chat_template, template_json
+    from pretrainflow.train.llm.sft_prepare import run_chat_template
+    from pretrainflow.train.llm.spec import LLMRunSpec
+
+    tokenizer_json = corpora_dir / "docs" / "tokenizer.json"
+    run = LLMRunSpec.from_dict(sft_spec("sft-kept", run_spec("tp1"), tmp_path / "chat.jsonl"))
+    # rows prepared before chat_template.json was kept: the template prepare renders with, from the same inputs
+    assert run_chat_template(run, tokenizer_json, tmp_path) == chat_template(None, "auto", "<|endoftext|>")
+    kept = ChatTemplate("kept", "{{ messages[0]['content'] }}", "", "<|endoftext|>")
+    (tmp_path / "sft_data").mkdir()
+    (tmp_path / "sft_data" / TEMPLATE_FILE).write_text(template_json(kept))
+    assert run_chat_template(run, tokenizer_json, tmp_path) == kept
+    assert run_chat_template(LLMRunSpec.from_dict(run_spec("plain")), tokenizer_json, tmp_path) is None

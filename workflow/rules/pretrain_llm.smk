@@ -6,6 +6,8 @@
 # both under their default roots (results/import, results/pretrain: --imports-dir, --pretrained-dir).
 # SFT runs (an `sft` section) train in finetune_llm.smk and publish under results/sft/{run}; evaluation and export here
 # read every LLM run from where it published (llm_run_file, common.smk).
+# The export needs no input for the chat template: the publisher records a run's template in model.safetensors'
+# metadata (train/llm/publish.py), which export-llama writes into tokenizer_config.json.
 
 
 rule import_hf:

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from pretrainflow.errors import PretrainflowError
-from pretrainflow.io import atomic_dir, atomic_write_json
+from pretrainflow.io import atomic_dir, atomic_write_json, read_json
 from pretrainflow.models.gpt import GPTShape, create_gpt_shape
 
 # Tensors that keep their values, (megatron-core name, HF name): per layer (after the layer prefixes) and whole-model.
@@ -197,7 +197,7 @@ def recorded_template(meta: dict[str, str], model_path: str | Path):
     if "chat_template" in meta:
         return template_from_json(meta["chat_template"], f"{model_path} (metadata chat_template)")
     summary = Path(model_path).parent / "summary.json"
-    if summary.is_file() and "sft" in json.loads(summary.read_text()):
+    if summary.is_file() and "sft" in read_json(summary):
         raise PretrainflowError(
             f"{model_path}: an SFT model without its chat template in the metadata (published before templates were "
             "recorded); rerun its sft-llm (it republishes from the final checkpoint without training), then export"
@@ -208,6 +208,8 @@ def recorded_template(meta: dict[str, str], model_path: str | Path):
 def chat_settings(template, tokenizer, eod_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tokenizer_config.json keys, config.json keys) of an export with ``template``: the source and the exact bos and
     eos strings training rendered it with; an error names a token the tokenizer lacks (it would be added anew)."""
+    if not template.eos_token:  # training always has one (sft_data.chat_template falls back to the end of document)
+        raise PretrainflowError(f"chat template {template.name}: records no eos_token (the end of turn it ends with)")
     ids = {}
     for role, token in (("bos_token", template.bos_token), ("eos_token", template.eos_token)):
         if token and tokenizer.token_to_id(token) is None:
