@@ -46,6 +46,10 @@ from pretrainflow.spec_fields import SAFE_NAME
         ({"params": {"flips": True}}, "datasets.fdb-test.params.flips: expected an integer >= 1 and <= 4, got True"),
         ({"params": {"weights": [[1, 1, 1]]}}, "datasets.fdb-test.params.weights[0]: expected 6 finite numbers"),
         ({"params": {"pad": 15}}, "datasets.fdb-test.params.pad: expected pad <= (image_size - 4) / 2 = 14, got 15"),
+        (
+            {"params": {"search_pad": 0}},
+            "datasets.fdb-test.params.search_pad: expected an integer >= 1 and <= 255, got 0",
+        ),
         ({"params": {"max_maps": 2}}, "datasets.fdb-test.params.max_maps: expected an integer >= 3 and <= 33, got 2"),
     ],
 )

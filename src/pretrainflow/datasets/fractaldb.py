@@ -70,7 +70,10 @@ class FractalDBParams:
         integer("search_points", self.search_points, 2)
         integer("num_points", self.num_points, 2)
         integer("search_size", self.search_size, 8)
-        integer("search_pad", self.search_pad, 0, (self.search_size - 2) // 2)
+        # pad >= 1: the published rescale maps each trajectory's maximum to exactly search_size - search_pad, so pad 0
+        # puts a point one column past the canvas (the published search indexes out of range there; a batched fill
+        # count would count it in the next trial's canvas).
+        integer("search_pad", self.search_pad, 1, (self.search_size - 2) // 2)
         integer("search_batch", self.search_batch, 1, 65536)
         integer("pad", self.pad, 0)
         integer("gray", self.gray, 1, 255)
