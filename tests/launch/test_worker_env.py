@@ -84,6 +84,9 @@ def test_mpirun_forwards_nccl_and_library_paths(tmp_path):
         "NCCL_IB_HCA": "mlx5_0",
         "NCCL_SOCKET_IFNAME": "ib0",
         "PRETRAINFLOW_SITE": "tsubame",
+        "CUDA_HOME": "/apps/cuda/12.6",
+        "CUDA_VISIBLE_DEVICES": "0,1,2,3",  # set by the scheduler on each node: never copied from the first one
+        "VIRTUAL_ENV": "/home/u/venv",
         "HOME": "/home/u",
         "SECRET_TOKEN": "x",
     }
@@ -93,7 +96,9 @@ def test_mpirun_forwards_nccl_and_library_paths(tmp_path):
     assert forwarded == forwarded_names(env)
     assert {"MASTER_ADDR", "MASTER_PORT", "LD_LIBRARY_PATH", "NCCL_IB_HCA", "NCCL_SOCKET_IFNAME"} <= set(forwarded)
     assert {"TORCHINDUCTOR_CACHE_DIR", "PRETRAINFLOW_SITE", "CUDA_DEVICE_MAX_CONNECTIONS"} <= set(forwarded)
+    assert {"CUDA_HOME", "VIRTUAL_ENV", "PATH"} <= set(forwarded) and "CUDA_VISIBLE_DEVICES" not in forwarded
     assert "HOME" not in forwarded and "SECRET_TOKEN" not in forwarded and "PYTHONPATH" not in forwarded
+    assert not [item for item in argv if "/apps/cuda" in item or "/home/u" in item]  # names only, values in the env
     assert argv[-2:] == ["--a", "1"]
 
 

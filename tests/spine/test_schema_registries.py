@@ -161,6 +161,7 @@ REGISTRIES: dict[str, Callable[[list], list]] = {
     "vit_run.schema.yaml#/$defs/precision": lambda _: _attr("pretrainflow.train.vit.spec", "PRECISIONS")(),
     "vit_run.schema.yaml#/$defs/zero_stage": lambda _: _attr("pretrainflow.train.vit.spec", "ZERO_STAGES")(),
     "vit_run.schema.yaml#/properties/model/properties/name": lambda _: _vits(),
+    "vit_run.schema.yaml#/properties/renderer": lambda _: _attr("pretrainflow.train.vit.spec", "RENDERERS")(),
     "llm_run.schema.yaml#/properties/model/properties/name": lambda _: _gpt_shapes(),
     "llm_run.schema.yaml#/properties/model/properties/normalization": functools.partial(
         _gpt_field_values, "normalization"

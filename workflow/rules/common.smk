@@ -12,6 +12,7 @@ from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
 from pretrainflow.study import layout
 from pretrainflow.schedulers.settings import settings_from
+from pretrainflow.schedulers.slurm import plugin_view
 from pretrainflow.study.resources import rule_resources
 from pretrainflow.train.llm import hf_import, sft_prepare, sft_spec
 
@@ -61,7 +62,14 @@ def finetune_spec(wildcards):
 
 
 def run_dataset_manifest(wildcards):
-    return layout.DATASET_MANIFEST.format(dataset=STUDY.runs[wildcards.run]["dataset"])
+    """The manifest of the shards a ViT run reads; none on the fly (so no shard is rendered for it)."""
+    run = STUDY.runs[wildcards.run]
+    return [] if run.get("on_the_fly") else layout.DATASET_MANIFEST.format(dataset=run["dataset"])
+
+
+def run_dataset_dir(wildcards):
+    """results/datasets/{dataset} of a ViT run: its shards, or only its categories on the fly."""
+    return layout.dataset_dir(STUDY.runs[wildcards.run]["dataset"])
 
 
 def run_dataset_files(wildcards):
@@ -99,17 +107,39 @@ def study_json():
     return canonical_json(config)
 
 
-def res(rule, key):
-    """One resource of ``rule``'s jobs, computed by the package (pretrainflow.study.resources)."""
-    return lambda wildcards: rule_resources(STUDY, rule, wildcards)[key]
+def _profile_default(name):
+    """The profile's `default-resources: <name>` as written (quotes optional), or None when it sets none."""
+    defaults = workflow.resource_settings.default_resources
+    if not defaults or name not in defaults:
+        return None
+    return str(defaults[name].raw).strip("'\"")
 
 
 def _profile_site_modules():
-    """The profile's `default-resources: site_modules` as written (quotes optional), or None when it sets none."""
-    defaults = workflow.resource_settings.default_resources
-    if not defaults or "site_modules" not in defaults:
-        return None
-    return str(defaults["site_modules"].raw).strip("'\"")
+    return _profile_default("site_modules")
+
+
+# profiles/slurm (snakemake-executor-plugin-slurm) says `site_resource_names: slurm-plugin`: that plugin asks sbatch
+# for GPUs only from its own names (`gres`, `gpu`), so there a GPU job's resources are given in them (gres=gpu:<per
+# node>, nodes, cores per node; pretrainflow.schedulers.slurm.plugin_view). The inner job gets the same default
+# resources, so its step sees the same values. Every other site keeps the abstract resources (their `gres` is None).
+SLURM_PLUGIN_NAMES = _profile_default("site_resource_names") == "slurm-plugin"
+SLURM_NODE_GPUS = _profile_default("site_gpus_per_node")
+
+
+def res(rule, key):
+    """One resource of ``rule``'s jobs, computed by the package (pretrainflow.study.resources)."""
+
+    def value(wildcards):
+        resources = rule_resources(STUDY, rule, wildcards)
+        if SLURM_PLUGIN_NAMES:
+            try:
+                resources = plugin_view(resources, node_gpus=SLURM_NODE_GPUS, rule=rule)
+            except ConfigError as err:
+                raise WorkflowError(f"{rule} jobs on the Slurm profile: {err}") from None
+        return resources.get(key) if key == "gres" else resources[key]
+
+    return value
 
 
 # The site's environment modules (profiles/<site>: site_modules, else $PRETRAINFLOW_MODULES; checked by the package as

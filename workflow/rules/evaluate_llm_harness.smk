@@ -43,6 +43,7 @@ rule evaluate_llm_harness:
     resources:
         nodes=res("evaluate_llm_harness", "nodes"),
         gpus=res("evaluate_llm_harness", "gpus"),
+        gres=res("evaluate_llm_harness", "gres"),  # Slurm plugin only (profiles/slurm): GPUs per node
         cpus_per_task=res("evaluate_llm_harness", "cpus_per_task"),
         mem_mb=res("evaluate_llm_harness", "mem_mb"),
         runtime=res("evaluate_llm_harness", "runtime"),

@@ -23,6 +23,7 @@ rule finetune_vit:
     resources:
         nodes=res("finetune_vit", "nodes"),
         gpus=res("finetune_vit", "gpus"),
+        gres=res("finetune_vit", "gres"),  # Slurm plugin only (profiles/slurm): GPUs per node
         cpus_per_gpu=res("finetune_vit", "cpus_per_gpu"),  # with a total of GPUs; None (dropped) otherwise
         cpus_per_task=res("finetune_vit", "cpus_per_task"),
         mem_mb=res("finetune_vit", "mem_mb"),

@@ -49,6 +49,7 @@ rule sft_llm:
     resources:
         nodes=res("sft_llm", "nodes"),
         gpus=res("sft_llm", "gpus"),
+        gres=res("sft_llm", "gres"),  # Slurm plugin only (profiles/slurm): GPUs per node
         cpus_per_gpu=res("sft_llm", "cpus_per_gpu"),  # with a total of GPUs; None (dropped) otherwise
         cpus_per_task=res("sft_llm", "cpus_per_task"),
         mem_mb=res("sft_llm", "mem_mb"),

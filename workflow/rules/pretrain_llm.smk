@@ -27,6 +27,7 @@ rule import_hf:
     resources:
         nodes=res("import_hf", "nodes"),
         gpus=res("import_hf", "gpus"),
+        gres=res("import_hf", "gres"),  # Slurm plugin only (profiles/slurm): GPUs per node
         cpus_per_task=res("import_hf", "cpus_per_task"),
         mem_mb=res("import_hf", "mem_mb"),
         runtime=res("import_hf", "runtime"),
@@ -63,6 +64,7 @@ rule pretrain_llm:
     resources:
         nodes=res("pretrain_llm", "nodes"),
         gpus=res("pretrain_llm", "gpus"),
+        gres=res("pretrain_llm", "gres"),  # Slurm plugin only (profiles/slurm): GPUs per node
         cpus_per_gpu=res("pretrain_llm", "cpus_per_gpu"),  # with a total of GPUs; None (dropped) otherwise
         cpus_per_task=res("pretrain_llm", "cpus_per_task"),
         mem_mb=res("pretrain_llm", "mem_mb"),
@@ -96,6 +98,7 @@ rule evaluate_llm:
         "results/benchmarks/jobs/evaluate_llm/{run}.tsv"
     resources:
         gpus=res("evaluate_llm", "gpus"),
+        gres=res("evaluate_llm", "gres"),  # Slurm plugin only (profiles/slurm): GPUs per node
         cpus_per_task=res("evaluate_llm", "cpus_per_task"),
         mem_mb=res("evaluate_llm", "mem_mb"),
         runtime=res("evaluate_llm", "runtime"),

@@ -16,7 +16,7 @@ rule pretrain_vit:
         config="results/pretrain/{run}/config.json",
     params:
         spec=run_spec,
-        dataset=subpath(input.manifest, parent=True),
+        dataset=run_dataset_dir,
         out=subpath(output.model, parent=True),
         checkpoints=layout.CHECKPOINTS_ROOT,
     log:
@@ -27,6 +27,7 @@ rule pretrain_vit:
     resources:
         nodes=res("pretrain_vit", "nodes"),
         gpus=res("pretrain_vit", "gpus"),
+        gres=res("pretrain_vit", "gres"),  # Slurm plugin only (profiles/slurm): GPUs per node
         cpus_per_gpu=res("pretrain_vit", "cpus_per_gpu"),  # with a total of GPUs; None (dropped) otherwise
         cpus_per_task=res("pretrain_vit", "cpus_per_task"),
         mem_mb=res("pretrain_vit", "mem_mb"),

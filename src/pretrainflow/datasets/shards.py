@@ -15,7 +15,11 @@ Class-major slices keep one category's instances together, which is what makes r
 are computed once per shard). Readers that stream shards should shuffle with a buffer.
 
 Each tar carries a PAX global header ``pretrainflow`` (JSON: shard, num_shards, first, count, degenerate keys) that tar
-readers ignore. Member headers are normalised (mtime 0, uid/gid 0, mode 0644) so equal pixels give equal bytes.
+readers ignore. Member headers are normalised (mtime 0, uid/gid 0, mode 0644) so equal pixels give equal bytes (with
+the same isal version: see ``encode_png``).
+
+The PNGs are ordinary 8-bit gray (one-channel families) or RGB files that any viewer opens; ``encode_png`` writes them
+itself (filter None on every row, ISA-L deflate) because Pillow's encoder cost more than drawing for VisualAtom and RCDB.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +40,11 @@ from pretrainflow.datasets.generic_spec import DatasetSpec
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.io import atomic_path, canonical_json
 
-PNG_COMPRESS_LEVEL = 1  # zlib level 1: sparse FDSL images shrink nearly as much as at 6, 3-4x faster to encode
+# ISA-L level 1: on these images level 0 was no faster and wrote larger files; levels 2-3 saved a few percent of
+# the bytes for as much or more time. bench/bench_encoding.py --compare sets it beside Pillow, stdlib zlib, zlib-ng
+# and libdeflate on each family's images.
+PNG_DEFLATE_LEVEL = 1
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HEADER_KEY = "pretrainflow"
 
 
@@ -54,20 +64,52 @@ def sample_key(class_id: int, instance: int) -> str:
     return f"{class_id:05d}_{instance:06d}"
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC-32 of type + data (PNG specification, section 5.3)."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def encode_png(image: np.ndarray, compress=None) -> bytes:
+    """A standard 8-bit gray (H, W) or RGB (H, W, 3) PNG of the uint8 ``image``, written here rather than by Pillow.
+
+    Every scanline uses filter type 0 (None): FDSL images are flat backgrounds with thin lines or sparse points, which
+    deflate's run and match coding compresses well unfiltered, whereas Pillow tries the five filters on every row, which
+    costs more than compressing and, on these images, came out larger. The deflate stream comes from ISA-L at level
+    ``PNG_DEFLATE_LEVEL`` (``isal.isal_zlib``, zlib-format output: any PNG reader decodes it); its bytes depend on the
+    isal version, the pixels never do. ``compress`` (scanline bytes -> zlib stream) replaces ISA-L, for the bench's
+    comparisons of deflate implementations.
+    """
+    if compress is None:
+        from isal import isal_zlib  # imported here, like Pillow in decode_image: reading shards does not need it
+
+        def compress(data):
+            return isal_zlib.compress(data, PNG_DEFLATE_LEVEL)
+
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else 3
+    scanlines = np.empty((height, 1 + width * channels), dtype=np.uint8)
+    scanlines[:, 0] = 0  # filter type None
+    scanlines[:, 1:] = image.reshape(height, width * channels)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)  # 8 bit, gray or RGB
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", compress(scanlines))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def encode_image(image: np.ndarray, image_format: str) -> bytes:
-    """PNG (8-bit gray or RGB) or .npy bytes of a uint8 image (H, W) or (H, W, 3)."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+    """PNG (8-bit gray or RGB, ``encode_png``) or .npy bytes of a uint8 image (H, W) or (H, W, 3)."""
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise PretrainflowError(
             f"render returned {image.dtype} {image.shape}; expected a uint8 (H, W) or (H, W, 3) image"
         )
-    buffer = io.BytesIO()
     if image_format == "npy":
+        buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(image), allow_pickle=False)
-    else:
-        from PIL import Image
-
-        Image.fromarray(image).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+        return buffer.getvalue()
+    return encode_png(image)
 
 
 def decode_image(data: bytes, ext: str) -> np.ndarray:

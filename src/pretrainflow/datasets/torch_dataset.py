@@ -11,6 +11,9 @@ and the same pixels, and have ``num_classes``, ``channels``, ``image_size`` and 
 bytes: random access without unpacking, safe in forked DataLoader workers (each opens its own file descriptors).
 ``OnTheFlyDataset`` renders inside the workers; a family may cache per-category work (FractalDB caches the point sets of
 the last 2 categories per worker), so a class-grouped order is much faster than a uniform shuffle over many classes.
+With ``renderer="torch"`` (FractalDB only) it renders through ``gpu.FractalDBTorchRenderer`` on the CPU device; the
+DataLoader then fetches a whole micro-batch at once (``__getitems__``), so the categories of a batch share one batched
+chaos-game pass instead of one per category.
 """
 
 from __future__ import annotations
@@ -88,9 +91,13 @@ def open_dataset(dataset_dir: str | os.PathLike) -> ShardDataset:
 
 
 class OnTheFlyDataset(Dataset):
-    """Renders every item from the category parameters; pixel-identical to the shards of the same spec."""
+    """Renders every item from the category parameters; pixel-identical to the shards of the same spec.
 
-    def __init__(self, spec: dict, categories):
+    ``renderer``: ``"numpy"`` (the family's own ``render``) or ``"torch"`` (FractalDB: ``gpu.FractalDBTorchRenderer`` on
+    ``device``; items come back on the CPU whatever the device, as the DataLoader and the shards give them).
+    """
+
+    def __init__(self, spec: dict, categories, renderer: str = "numpy", device: str | torch.device = "cpu"):
         self.spec, self.family, self.params = resolve(spec)
         rows = {int(r["class_id"]): r for r in categories.to_dict("records")}
         if sorted(rows) != list(range(self.spec.num_classes)):
@@ -102,13 +109,37 @@ class OnTheFlyDataset(Dataset):
         self.channels = self.family.channels
         self.image_size = self.spec.image_size
         self.labels = [i // self.spec.instances_per_class for i in range(len(self))]
+        self.renderer = renderer
+        self._torch = None
+        if renderer == "torch":
+            from pretrainflow.datasets.gpu import FractalDBTorchRenderer
+
+            if self.family.name != "fractaldb":
+                raise PretrainflowError(
+                    f"{self.spec.where}: renderer 'torch' draws fractaldb only, this dataset is family {self.family.name!r}"
+                )
+            self._torch = FractalDBTorchRenderer(self.spec, categories, device=device)
+        elif renderer != "numpy":
+            raise PretrainflowError(f"renderer: expected 'numpy' or 'torch', got {renderer!r}")
 
     def __len__(self) -> int:
         return self.spec.num_images
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """A micro-batch at once (DataLoader's batched fetch): one torch render call prepares all its categories."""
+        if self._torch is None:
+            return [self[i] for i in indices]
+        for index in indices:
+            if not 0 <= index < len(self):
+                raise IndexError(index)
+        images = self._torch.render([int(i) for i in indices]).cpu()
+        return [(images[row], int(i) // self.spec.instances_per_class) for row, i in enumerate(indices)]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if not 0 <= index < len(self):
             raise IndexError(index)
         class_id, instance = divmod(int(index), self.spec.instances_per_class)
+        if self._torch is not None:
+            return self._torch.render([int(index)])[0].cpu(), class_id
         image = self.family.render(self.spec, self.params, self.categories[class_id], instance)
         return to_tensor(image), class_id

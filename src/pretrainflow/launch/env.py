@@ -21,20 +21,28 @@ from collections.abc import Mapping
 
 from pretrainflow.launch.world import World, world_from_env
 
-# Passed on by mpirun when set: rendezvous, paths, caches, threads. NCCL_* (interface, IB, debug settings) and
-# PRETRAINFLOW_* (site, walltime) are passed on by prefix.
+# Passed on by mpirun when set: rendezvous, paths (PATH carries the venv's bin, which the job wrapper puts first;
+# VIRTUAL_ENV names the venv), the libraries the `module load`-ed CUDA / cuDNN / NCCL / HPC-X put on LD_LIBRARY_PATH,
+# caches, threads. Open MPI starts the ranks of other nodes from the environment its remote launch gives them (ssh,
+# PBS's or Grid Engine's own), not from ours: a name not passed on is missing there (the CUDA libraries, the venv)
+# while the ranks of the first node still see it, so a one-node test cannot catch the omission.
 FORWARDED = (
     "MASTER_ADDR",
     "MASTER_PORT",
-    "CUDA_DEVICE_MAX_CONNECTIONS",
     "PATH",
+    "VIRTUAL_ENV",
     "PYTHONPATH",
     "LD_LIBRARY_PATH",
     "TORCHINDUCTOR_CACHE_DIR",
     "TRITON_CACHE_DIR",
     "OMP_NUM_THREADS",
 )
-FORWARDED_PREFIXES = ("NCCL_", "PRETRAINFLOW_")
+# By prefix: CUDA_* (CUDA_HOME, CUDA_DEVICE_MAX_CONNECTIONS ... from the modules and the site profile's site_env),
+# NCCL_* (interface, IB and debug settings of the site profile) and PRETRAINFLOW_* (site, walltime, GPUs per node).
+FORWARDED_PREFIXES = ("CUDA_", "NCCL_", "PRETRAINFLOW_")
+# Never passed on: the scheduler sets the devices of each node itself (cgroup / its own CUDA_VISIBLE_DEVICES); the
+# launching node's list may name devices another node does not give this job.
+NOT_FORWARDED = frozenset({"CUDA_VISIBLE_DEVICES"})
 
 
 def inductor_cache_dir(env: Mapping[str, str]) -> str | None:
@@ -70,10 +78,13 @@ def worker_env(base: Mapping[str, str], world: World | None = None) -> dict[str,
 
 def forwarded_names(env: Mapping[str, str]) -> list[str]:
     """Names of the variables of ``env`` that mpirun passes on with ``-x``: those of FORWARDED and FORWARDED_PREFIXES
-    that are set (an unset name has nothing to pass on).
+    that are set (an unset name has nothing to pass on), without NOT_FORWARDED. Only names: the values travel in
+    mpirun's environment, never in its argv, so no value is ever parsed by a shell or by mpirun's option parser.
 
-    >>> forwarded_names({"PATH": "/bin", "NCCL_SOCKET_IFNAME": "ib0", "HOME": "/h", "LD_LIBRARY_PATH": "/l"})
-    ['PATH', 'LD_LIBRARY_PATH', 'NCCL_SOCKET_IFNAME']
+    >>> forwarded_names({"PATH": "/bin", "NCCL_SOCKET_IFNAME": "ib0", "HOME": "/h", "LD_LIBRARY_PATH": "/l",
+    ...                  "CUDA_HOME": "/c", "CUDA_VISIBLE_DEVICES": "0,1", "VIRTUAL_ENV": "/v"})
+    ['PATH', 'VIRTUAL_ENV', 'LD_LIBRARY_PATH', 'CUDA_HOME', 'NCCL_SOCKET_IFNAME']
     """
     fixed = [name for name in FORWARDED if name in env]
-    return fixed + sorted(name for name in env if name.startswith(FORWARDED_PREFIXES) and name not in fixed)
+    by_prefix = (name for name in env if name.startswith(FORWARDED_PREFIXES) and name not in fixed)
+    return fixed + sorted(name for name in by_prefix if name not in NOT_FORWARDED)

@@ -11,8 +11,11 @@
                               recipes on ABCI and TSUBAME do; ABCI's hpcx module provides Open MPI), and each worker
                               exports them as RANK/LOCAL_RANK/WORLD_SIZE before training starts (launch/worker.py)
 Every process gets MASTER_ADDR = first host, MASTER_PORT = 10000 + job id mod 50000 (pretrainflow.launch.discover),
-and the environment of pretrainflow.launch.env (world variables, shared TorchInductor cache); mpirun forwards NCCL_*,
-LD_LIBRARY_PATH and the rest of ``env.forwarded_names`` to the other nodes.
+and the environment of pretrainflow.launch.env (world variables, shared TorchInductor cache); mpirun forwards
+LD_LIBRARY_PATH, CUDA_*, NCCL_*, VIRTUAL_ENV, PATH (the venv's bin first) and the rest of ``env.forwarded_names`` to
+the other nodes, by name (``-x NAME``, Open MPI's option: ABCI's hpcx module is Open MPI; an MPICH/Hydra mpirun,
+whose option is -genv, is not supported), so that no value ever appears in a command line. The job wrapper exports
+the site profile's ``site_env`` (the site's CUDA/NCCL settings) before this runs (schedulers/jobscript.py).
 """
 
 from __future__ import annotations

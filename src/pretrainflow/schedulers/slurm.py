@@ -8,10 +8,12 @@ Slurm plugin is not wanted) and the resource names the Snakemake Slurm executor 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pretrainflow.errors import PretrainflowError
 from pretrainflow.schedulers.job import SubmitJob
-from pretrainflow.schedulers.resources import Placement
-from pretrainflow.schedulers.settings import SiteSettings
+from pretrainflow.schedulers.resources import Placement, ResourceRequest, place
 
 
 def submit_argv(job: SubmitJob) -> list[str]:
@@ -43,22 +45,49 @@ def parse_submit_output(stdout: str) -> str:
     return text[0].split(";")[0].strip()
 
 
-def plugin_resources(place: Placement, settings: SiteSettings) -> dict[str, object]:
-    """The same placement in the resource names of snakemake-executor-plugin-slurm (for ``set-resources``)."""
-    resources: dict[str, object] = {
+def plugin_resources(place: Placement) -> dict[str, object]:
+    """A placement in the resource names snakemake-executor-plugin-slurm (2.8) turns into sbatch options.
+
+    That plugin asks for GPUs only from ``gres`` (-> ``--gres=<value>``, per node) or ``gpu`` (-> ``--gpus=N``, the
+    job's total, which Slurm may spread unevenly over the nodes), never from our ``gpus``: a GPU job says
+    ``gres=gpu:<GPUs per node>``, so every node gets the GPUs the launcher starts ranks on. ``gpus`` and
+    ``cpus_per_gpu`` are dropped (None): the plugin's job step (``srun -n1``, slurm-jobstep) would ask for
+    ``--gpus=<gpus>`` on its one node, which a multi-node job's step cannot hold; without it the step gets the GPUs
+    the job holds on its node. Cores and memory are per node (--cpus-per-task, --mem) with one task per node:
+    profiles/slurm sets ``tasks_per_gpu: 0`` so that the plugin adds no --ntasks-per-gpu (one task per GPU would
+    multiply the cores asked for).
+
+    >>> plugin_resources(Placement(site="slurm", resource_type="gpu", count=4, gpus_per_node=8, cpus_per_node=128,
+    ...                            mem_mb_per_node=700000, runtime_min=720))["gres"]
+    'gpu:8'
+    """
+    return {
         "nodes": place.count,
-        "tasks": place.count,  # one task per node (the plugin otherwise runs the job once per GPU)
+        "gres": f"gpu:{place.gpus_per_node}" if place.gpus_per_node else None,
+        "gpus": None,
+        "cpus_per_gpu": None,
         "cpus_per_task": place.cpus_per_node,
         "mem_mb": place.mem_mb_per_node,
         "runtime": place.runtime_min,
     }
-    if place.gpus_per_node:
-        resources["gres"] = f"gpu:{place.gpus_per_node}"
-    if settings.queue:
-        resources["slurm_partition"] = settings.queue
-    if settings.account:
-        resources["slurm_account"] = settings.account
-    return resources
+
+
+def plugin_view(resources: Mapping[str, Any], *, node_gpus: int | str | None, rule: str = "?") -> dict[str, Any]:
+    """A rule's abstract resources (pretrainflow.study.resources) as the Slurm plugin reads them: a GPU job placed by
+    the one mapping of every site (``place("slurm", ...)``, a total shaped by the profile's ``site_gpus_per_node``)
+    and renamed by ``plugin_resources``; a CPU job unchanged (``gres`` None). Raises ConfigError as ``place`` does.
+
+    >>> view = plugin_view({"nodes": None, "gpus": 32, "cpus_per_gpu": 16, "cpus_per_task": 16, "mem_mb": 700000,
+    ...                     "runtime": 720, "threads": 1}, node_gpus="8")
+    >>> {key: view[key] for key in ("nodes", "gres", "gpus", "cpus_per_task", "threads")}
+    {'nodes': 4, 'gres': 'gpu:8', 'gpus': None, 'cpus_per_task': 128, 'threads': 1}
+    """
+    given = {key: value for key, value in resources.items() if value is not None}
+    request = ResourceRequest.from_resources(given, rule)
+    if not (request.gpus_per_node or request.total_gpus):
+        return {**resources, "gres": None}
+    per_node = int(node_gpus) if node_gpus not in (None, "", "none", "None") else None
+    return {**resources, **plugin_resources(place("slurm", request, node_gpus=per_node))}
 
 
 # squeue state codes (long names with -o %T): finished ones stay visible for MinJobAge seconds

@@ -27,14 +27,15 @@ from pretrainflow.train.vit.spec import VitRunSpec
 
 
 def open_pretrain_dataset(spec: VitRunSpec, dataset_dir: Path):
-    """Stored shards of ``dataset_dir``, or (``on_the_fly``) images rendered from its categories as they are read."""
+    """Stored shards of ``dataset_dir``, or (``on_the_fly``) images rendered from its categories as they are read
+    (with ``spec.renderer``: numpy, or torch on the CPU; only categories.parquet need exist)."""
     import pretrainflow.datasets as datasets
 
     if spec.on_the_fly:
         import pandas as pd
 
         categories = pd.read_parquet(dataset_dir / "categories.parquet")
-        return datasets.OnTheFlyDataset(spec.dataset_spec, categories)
+        return datasets.OnTheFlyDataset(spec.dataset_spec, categories, renderer=spec.renderer)
     return datasets.open_dataset(dataset_dir)
 
 
@@ -110,11 +111,19 @@ def worker(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     spec = VitRunSpec.from_dict(json.loads(args.spec), "--spec")
     dataset = open_pretrain_dataset(spec, args.dataset)
-    checksum = _dataset_checksum(args.dataset)
+    checksum = _dataset_checksum(spec, args.dataset)
     return pretrain(spec, dataset, out=args.out, checkpoints=args.checkpoints, dataset_checksum=checksum)
 
 
-def _dataset_checksum(dataset_dir: Path) -> str:
-    from pretrainflow.datasets import dataset_checksum
+def _dataset_checksum(spec: VitRunSpec, dataset_dir: Path) -> str:
+    """The manifest's checksum of the shards read; on the fly, where no manifest need exist, sha256 of what the images
+    are a pure function of: the resolved dataset spec's hash and the categories file's sha256."""
+    import hashlib
 
+    from pretrainflow.datasets import dataset_checksum
+    from pretrainflow.io import config_hash, sha256_file
+
+    if spec.on_the_fly:
+        parts = (config_hash(spec.dataset_spec), sha256_file(dataset_dir / "categories.parquet"))
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
     return dataset_checksum(dataset_dir)

@@ -23,6 +23,10 @@ OPTIMIZERS = ("adamw", "sgd", "lamb", "sam", "shampoo", "kfac")
 BASE_OPTIMIZERS = ("adamw", "sgd", "lamb", "shampoo")  # what SAM may wrap (``optimizer.base``; optim._BASES)
 KFAC_BASES = ("adamw", "sgd", "lamb")  # what K-FAC may wrap (Shampoo would precondition a second time)
 ZERO_STAGES = (0, 1, 2, 3)
+# How an on_the_fly run renders (datasets/torch_dataset.OnTheFlyDataset): the family's numpy renderer, or the torch one
+# (datasets/gpu.py), which exists for FractalDB only. Both give the shards' pixels.
+RENDERERS = ("numpy", "torch")
+TORCH_RENDERER_FAMILIES = ("fractaldb",)
 TASK_KINDS = ("digits", "cifar10", "cifar100", "imagefolder")
 TASK_KINDS_WITH_PATH = ("cifar10", "cifar100", "imagefolder")  # the kinds that read their data from ``path``
 # Row files of the stages that are not a fine-tune (results/rows/{run}/pretrain.parquet, LLM heldout.parquet)
@@ -240,6 +244,7 @@ class VitRunSpec:
     num_workers: int = 0  # DataLoader workers per rank (0: load in the training process)
     seed: int = 0
     on_the_fly: bool = False  # render images from the category parameters instead of reading shards
+    renderer: str = "numpy"  # with on_the_fly: "torch" renders FractalDB through datasets/gpu.py (on the CPU)
     run_id: str = ""  # filled in by the config loader
     dataset_spec: dict | None = None  # the dataset's resolved spec, merged in by the config loader
     ablation: dict | None = None  # {name, base, overrides} for a run expanded from an ablation grid
@@ -248,6 +253,20 @@ class VitRunSpec:
         one_of("kind", self.kind, ["vit"])
         _engine_checks(self)
         flag("on_the_fly", self.on_the_fly)
+        one_of("renderer", self.renderer, RENDERERS)
+        if self.renderer != "numpy" and not self.on_the_fly:
+            raise ValueError(f"renderer: {self.renderer!r} renders on the fly; set on_the_fly: true or drop renderer")
+        family = (self.dataset_spec or {}).get("family")
+        if self.renderer == "torch" and family is not None and family not in TORCH_RENDERER_FAMILIES:
+            raise ValueError(
+                f"renderer: the torch renderer draws {list(TORCH_RENDERER_FAMILIES)} only; dataset {self.dataset!r} "
+                f"is family {family!r} (use renderer numpy, the default)"
+            )
+
+    def omitted_keys(self) -> tuple[str, ...]:
+        """``renderer`` at its default is left out of the resolved spec: the config hashes of runs written before the
+        key existed stay as they were (spec_fields.to_dict)."""
+        return ("renderer",) if self.renderer == "numpy" else ()
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "pretrain") -> VitRunSpec:
