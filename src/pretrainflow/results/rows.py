@@ -36,7 +36,10 @@ ROW_SCHEMA: dict[str, tuple[pa.DataType, str]] = {
     "seed": (pa.int64(), "the run's seed"),
     "config_hash": (pa.string(), "sha256 of the canonical resolved config of this unit of work"),
     "config_json": (pa.string(), "the canonical resolved config itself"),
-    "dataset_checksum": (pa.string(), "sha256 over the dataset manifest's shard checksums (or corpus checksum)"),
+    "dataset_checksum": (
+        pa.string(),
+        "sha256 of the dataset's shard checksums (on the fly: of spec hash + categories; LLM: corpus)",
+    ),
     "git_commit": (pa.string(), "pretrainflow commit that produced the row (+dirty when modified)"),
     "host": (pa.string(), "host name of the process that wrote the row"),
     "site": (pa.string(), "site from the profile (PRETRAINFLOW_SITE): local, slurm, abci, tsubame"),
