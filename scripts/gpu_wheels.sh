@@ -22,8 +22,10 @@ with_snakemake=0
 # What the GPU image lacks (gpu-first-contact.md, KINDS.md's package list): DeepSpeed's pydantic / hjson, the schema
 # stack (jsonschema needs referencing, its specifications and rpds-py), megatron-core, and two small optional ones
 # (pytorch-optimizer: LAMB/Shampoo/SAM; submitit: scheduler code paths). typing-extensions >= 4.16 for pydantic-core.
+# isal: the shard PNG encoder (1 MB). numba is left out (llvmlite alone is ~40 MB of the 64 MiB carry): the FractalDB
+# search falls back to its numpy path without it (datasets/fractaldb_search.py).
 core=(hjson pydantic pydantic-core annotated-types typing-inspection typing-extensions megatron-core
-      jsonschema jsonschema-specifications referencing rpds-py pytorch-optimizer submitit)
+      jsonschema jsonschema-specifications referencing rpds-py pytorch-optimizer submitit isal)
 # Snakemake's dependency tree minus what the GPU image already holds (jinja2, requests, psutil, pyyaml, wrapt, ...).
 snake=(snakemake snakemake-interface-common snakemake-interface-executor-plugins snakemake-interface-logger-plugins
        snakemake-interface-report-plugins snakemake-interface-scheduler-plugins snakemake-interface-storage-plugins
