@@ -20,8 +20,6 @@ from pretrainflow.errors import PretrainflowError
 from pretrainflow.io import load_safetensors
 from pretrainflow.launch import world_from_env
 from pretrainflow.study.layout import checkpoint_unit
-from pretrainflow.train.checkpoints import unit_dir
-from pretrainflow.train.run_lock import hold_run_lock
 from pretrainflow.train.vit.spec import FinetuneSpec
 
 
@@ -98,25 +96,23 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
         "task_checksum": task.checksum,
     }
     unit = checkpoint_unit(spec.run_id, task=spec.task)
-    # one writer per checkpoint directory: a second copy of this run (e.g. resubmitted after a killed Snakemake) stops here
-    ckpt_dir = unit_dir(checkpoints, unit, config) if checkpoints is not None else None
-    with hold_run_lock(ckpt_dir, f"{spec.run_id}/{spec.task}"):
-        return run_stage(
-            model,
-            task.train,
-            plan,
-            world=world,
-            placement=placement,
-            started=started,
-            config=config,
-            unit=unit,
-            checkpoints=checkpoints,
-            out=out,
-            model_name=spec.model.name,
-            fields=fields,
-            title=f"finetune {spec.run_id} on {spec.task}",
-            tensorboard=False,
-        )
+    return run_stage(
+        model,
+        task.train,
+        plan,
+        world=world,
+        placement=placement,
+        started=started,
+        config=config,
+        unit=unit,
+        checkpoints=checkpoints,
+        out=out,
+        model_name=spec.model.name,
+        fields=fields,
+        title=f"finetune {spec.run_id} on {spec.task}",
+        run_name=f"{spec.run_id}/{spec.task}",
+        tensorboard=False,
+    )
 
 
 def worker(argv: list[str]) -> int:

@@ -21,8 +21,6 @@ import torch
 
 from pretrainflow.launch import world_from_env
 from pretrainflow.study.layout import checkpoint_unit
-from pretrainflow.train.checkpoints import unit_dir
-from pretrainflow.train.run_lock import hold_run_lock
 from pretrainflow.train.vit.spec import VitRunSpec
 
 
@@ -80,25 +78,23 @@ def pretrain(
         "dataset_checksum": dataset_checksum,
     }
     unit = checkpoint_unit(spec.run_id)
-    # one writer per checkpoint directory: a second copy of this run (e.g. resubmitted after a killed Snakemake) stops here
-    ckpt_dir = unit_dir(checkpoints, unit, config) if checkpoints is not None else None
-    with hold_run_lock(ckpt_dir, spec.run_id or spec.model.name):
-        return run_stage(
-            model,
-            dataset,
-            plan,
-            world=world,
-            placement=placement,
-            started=started,
-            config=config,
-            unit=unit,
-            checkpoints=checkpoints,
-            out=out,
-            model_name=spec.model.name,
-            fields=fields,
-            title=f"pretrain {spec.run_id or spec.model.name}",
-            tensorboard=True,
-        )
+    return run_stage(
+        model,
+        dataset,
+        plan,
+        world=world,
+        placement=placement,
+        started=started,
+        config=config,
+        unit=unit,
+        checkpoints=checkpoints,
+        out=out,
+        model_name=spec.model.name,
+        fields=fields,
+        title=f"pretrain {spec.run_id or spec.model.name}",
+        run_name=spec.run_id or spec.model.name,
+        tensorboard=True,
+    )
 
 
 def worker(argv: list[str]) -> int:
