@@ -28,15 +28,22 @@ PRETRAIN_ROOT = PRETRAIN_DIR.rpartition("/")[0]  # results/pretrain: where init.
 SFT_ROOT = SFT_DIR.rpartition("/")[0]  # results/sft: the same for an init.run that is an SFT run
 
 
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The options pretrain-llm and sft-llm share: where checkpoints and init weights live, and a step limit."""
+    parser.add_argument(
+        "--checkpoints", type=Path, default=Path(CHECKPOINTS_ROOT), help="checkpoint root (%(default)s)"
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this step with a checkpoint (exit 75)")
+    parser.add_argument("--imports-dir", type=Path, default=Path(IMPORTS_ROOT), help="init.hf imports (%(default)s)")
+    parser.add_argument("--pretrained-dir", type=Path, default=Path(PRETRAIN_ROOT), help="init.run runs (%(default)s)")
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("pretrain-llm", help="pretrain a GPT through megatron-core (resumes automatically)")
     train.add_argument("--spec", required=True, help="resolved run spec (canonical JSON)")
     train.add_argument("--out", required=True, type=Path, help="run directory to publish, results/pretrain/{run}")
     train.add_argument("--corpora-dir", type=Path, default=Path(CORPORA_ROOT), help="default: %(default)s")
-    train.add_argument("--checkpoints", type=Path, default=Path(CHECKPOINTS_ROOT), help="checkpoint root (%(default)s)")
-    train.add_argument("--max-steps", type=int, default=None, help="stop after this step with a checkpoint (exit 75)")
-    train.add_argument("--imports-dir", type=Path, default=Path(IMPORTS_ROOT), help="init.hf imports (%(default)s)")
-    train.add_argument("--pretrained-dir", type=Path, default=Path(PRETRAIN_ROOT), help="init.run runs (%(default)s)")
+    _add_training_options(train)
     train.set_defaults(func=run_pretrain, sft=False)
 
     sft = subparsers.add_parser(
@@ -46,10 +53,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sft.add_argument("--out", required=True, type=Path, help="run directory to publish, results/sft/{run}")
     sft.add_argument("--data", type=Path, default=None, help="the instruction JSONL (default: from sft.data)")
     sft.add_argument("--corpora-dir", type=Path, default=Path(CORPORA_ROOT), help="the tokenizer (%(default)s)")
-    sft.add_argument("--checkpoints", type=Path, default=Path(CHECKPOINTS_ROOT), help="checkpoint root (%(default)s)")
-    sft.add_argument("--max-steps", type=int, default=None, help="stop after this step with a checkpoint (exit 75)")
-    sft.add_argument("--imports-dir", type=Path, default=Path(IMPORTS_ROOT), help="init.hf imports (%(default)s)")
-    sft.add_argument("--pretrained-dir", type=Path, default=Path(PRETRAIN_ROOT), help="init.run runs (%(default)s)")
+    _add_training_options(sft)
     sft.add_argument("--sft-dir", type=Path, default=Path(SFT_ROOT), help="init.run SFT runs (%(default)s)")
     sft.set_defaults(func=run_pretrain, sft=True)
 
