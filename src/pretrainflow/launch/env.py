@@ -38,8 +38,9 @@ FORWARDED = (
     "OMP_NUM_THREADS",
 )
 # By prefix: CUDA_* (CUDA_HOME, CUDA_DEVICE_MAX_CONNECTIONS ... from the modules and the site profile's site_env),
-# NCCL_* (interface, IB and debug settings of the site profile) and PRETRAINFLOW_* (site, walltime, GPUs per node).
-FORWARDED_PREFIXES = ("CUDA_", "NCCL_", "PRETRAINFLOW_")
+# NCCL_* (interface, IB and debug settings of the site profile), GLOO_* (GLOO_SOCKET_IFNAME: gloo's NCCL_SOCKET_IFNAME,
+# for CPU ranks and DeepSpeed's CPU collectives) and PRETRAINFLOW_* (site, walltime, GPUs per node).
+FORWARDED_PREFIXES = ("CUDA_", "NCCL_", "GLOO_", "PRETRAINFLOW_")
 # Never passed on: the scheduler sets the devices of each node itself (cgroup / its own CUDA_VISIBLE_DEVICES); the
 # launching node's list may name devices another node does not give this job.
 NOT_FORWARDED = frozenset({"CUDA_VISIBLE_DEVICES"})

@@ -103,9 +103,10 @@ class DevicesSpec:
         return self.gpus_per_node or self.cpu_ranks
 
     def world_size(self, *, cuda: bool) -> int:
-        """Ranks of the whole job: nodes x gpus_per_node (= gpus) on GPUs, cpu_ranks on a CPU machine (one node)."""
+        """Ranks of the whole job: nodes x gpus_per_node (= gpus) on GPUs, nodes x cpu_ranks on CPUs (gloo ranks on
+        every node of a CPU cluster job, as the launcher starts them: ``procs_per_node`` per node)."""
         assert self.nodes is not None and self.gpus_per_node is not None  # filled in by __post_init__
-        return self.nodes * self.gpus_per_node if cuda else self.cpu_ranks
+        return self.nodes * (self.gpus_per_node if cuda else self.cpu_ranks)
 
 
 def trains_on_gpus(devices: Mapping[str, Any]) -> bool:
