@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from netns_hosts import missing_requirements, two_hosts
+from netns_hosts import missing_requirements, slurm_cluster, two_hosts
 from safetensors.torch import load_file
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -56,6 +58,16 @@ def hosts(tmp_path_factory):
         pytest.skip(f"two hosts cannot be made here: {reason}")
     with two_hosts(tmp_path_factory.mktemp("netns")) as made:
         yield made
+
+
+@pytest.fixture(scope="module")
+def slurm(hosts, tmp_path_factory):
+    """A real Slurm whose two nodes are the two hosts (its own slurmctld and slurmds; the main test cluster is untouched)."""
+    reason = missing_requirements(slurm=True)
+    if reason is not None:
+        pytest.fail(f"a two-node Slurm cannot be made here although two hosts could: {reason}")
+    with slurm_cluster(hosts, tmp_path_factory.mktemp("slurm")) as env:
+        yield env
 
 
 def job_env(base: dict[str, str], scheduler: str, addresses: tuple[str, str], workdir: Path) -> dict[str, str]:
@@ -104,6 +116,27 @@ def test_vit_zero2_on_two_hosts_equals_one_node(hosts, vit_dataset, vit_one_node
     one_loss = pd.read_parquet(vit_one_node / "metrics.parquet")["loss"].to_numpy()
     two_loss = pd.read_parquet(two / "metrics.parquet")["loss"].to_numpy()
     assert one_loss.tolist() == two_loss.tolist()  # bitwise: same floats, not approximately
+    w1, w2 = load_file(str(vit_one_node / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_vit_zero2_on_a_two_node_slurm_allocation_equals_one_node(hosts, slurm, vit_dataset, vit_one_node, tmp_path):
+    """sbatch -N 2 -> the batch script on the first node -> run_job -> srun --overlap over both nodes -> one node
+    launcher per node (launch/node.py) -> its ranks; MASTER_ADDR is the first node's name from SLURM_JOB_NODELIST."""
+    spec = pretrain_spec(DATASET, devices={"nodes": 2, "cpu_ranks": 1}, schedule=SCHEDULE)
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\n" + shlex.join(pretrain_argv(spec, vit_dataset, tmp_path / "out", tmp_path / "ckpt")))
+    env = {**vit_env(), "SLURM_CONF": slurm["SLURM_CONF"], "GLOO_SOCKET_IFNAME": "pf0"}
+    log = tmp_path / "job.log"
+    argv = ["sbatch", "--wait", "--nodes", "2", "--ntasks-per-node", "1", "--output", str(log), str(script)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + (log.read_text()[-4000:] if log.exists() else "")
+
+    two = tmp_path / "out"
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_batch"] == 8
+    one_loss = pd.read_parquet(vit_one_node / "metrics.parquet")["loss"].to_numpy()
+    assert pd.read_parquet(two / "metrics.parquet")["loss"].to_numpy().tolist() == one_loss.tolist()
     w1, w2 = load_file(str(vit_one_node / "model.safetensors")), load_file(str(two / "model.safetensors"))
     assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
 
