@@ -36,6 +36,9 @@ FORWARDED = (
     "TORCHINDUCTOR_CACHE_DIR",
     "TRITON_CACHE_DIR",
     "OMP_NUM_THREADS",
+    # node-local staging (launch/staging.py) on ABCI: ranks mpirun starts on the other nodes must find the job's
+    # local directory too (PBS gives each node the same path)
+    "PBS_LOCALDIR",
 )
 # By prefix: CUDA_* (CUDA_HOME, CUDA_DEVICE_MAX_CONNECTIONS ... from the modules and the site profile's site_env),
 # NCCL_* (interface, IB and debug settings of the site profile), GLOO_* (GLOO_SOCKET_IFNAME: gloo's NCCL_SOCKET_IFNAME,
