@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo test lint lmod bench clean-results
+.PHONY: env demo test lint lmod mpi bench clean-results
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,10 @@ env: $(STAMP)
 
 demo: env
 	$(BIN)/snakemake
-	$(BIN)/pretrainflow results
+	$(BIN)/pretrainflow results --study default
 
 # Lint first: a style or workflow mistake fails in seconds instead of after the whole suite.
-test: lint lmod
+test: lint lmod mpi
 	bash scripts/start_schedulers.sh || echo "note: local Slurm / Grid Engine not started; their tests will skip"
 	$(BIN)/pytest
 
@@ -42,6 +42,13 @@ lmod:
 	@test -e $(LMOD_INIT) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && { apt-get install -y -qq lmod >/dev/null || { apt-get update -qq && apt-get install -y -qq lmod >/dev/null; }; }; } \
 	  || echo "note: Lmod not installed (needs root and apt-get); the envmodules test will skip"
+
+# Open MPI (Debian's openmpi-bin, as root) for the two-host launch tests (tests/launch/test_two_node_netns.py: two
+# network namespaces, mpirun between them); they skip without root, and fail as root when mpirun is missing.
+mpi:
+	@command -v mpirun >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -qq openmpi-bin >/dev/null || { apt-get update -qq && apt-get install -y -qq openmpi-bin >/dev/null; }; }; } \
+	  || echo "note: Open MPI not installed (needs root and apt-get); the two-host launch tests will skip"
 
 # Every tracked .py file lives in src, tests or bench; `ruff format --check` on "." would also format README code blocks.
 lint: env

@@ -3,12 +3,13 @@
 #   snakemake --profile abci all     # the same study on ABCI 3.0; --profile tsubame / slurm for the other sites
 #   snakemake --configfile config/studies/fractaldb1k-vit-tiny.yaml -n   # plan a paper-scale study
 # Stages are files: datasets -> corpora -> pretrain (DeepSpeed ViT | megatron-core GPT) -> finetune -> evaluate -> results.
+# Units are shared between studies in one results/ tree; each study's tables are its own: results/studies/<study>/.
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# The front page of `snakemake --report results/report.zip` (what each part of the report shows).
+# The front page of `snakemake --report results/studies/<study>/report.zip` (what each part of the report shows).
 report: "workflow/report/workflow.rst"
 
 

@@ -168,8 +168,11 @@ EOF
     "$PY" - "$study" "$mode" <<'EOF'
 import glob, json, os, sys
 import pandas as pd
+import yaml
+from pretrainflow.study import layout
 root = sys.argv[1]
-figures = {"mode": sys.argv[2], "summary_parquet": os.path.exists(f"{root}/results/summary.parquet")}
+summary = layout.study_path(layout.SUMMARY, yaml.safe_load(open(f"{root}/gpu_study.yaml"))["study"])
+figures = {"mode": sys.argv[2], "summary_parquet": os.path.exists(f"{root}/{summary}")}
 for path in sorted(glob.glob(f"{root}/results/pretrain/*/summary.json")):
     s = json.load(open(path))
     keys = ("devices", "world_size", "final_loss", "throughput", "mfu")

@@ -77,12 +77,22 @@ def provenance(env: dict[str, str] | None = None) -> dict[str, object]:
     }
 
 
-def config_record(config: dict[str, Any]) -> dict[str, Any]:
-    """The one ``config.json`` shape of every stage directory: the resolved config, its hash, and where it was made.
+# The study whose workflow runs this job (set by workflow/rules/common.smk when it loads the study, inherited by every
+# job): recorded in each unit's config.json, so that another study shares the unit instead of replacing it
+# (study/shared_units.py). Not hashed: which study built a unit does not change what it is.
+STUDY_ENV = "PRETRAINFLOW_STUDY"
 
-    >>> sorted(config_record({"lr": 0.1}))
-    ['config', 'config_hash', 'provenance']
+
+def config_record(config: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The one ``config.json`` shape of every stage directory: the resolved config, its hash, and where it was made
+    (``provenance``, with ``study``: the study that built it, None outside a workflow).
+
+    >>> record = config_record({"lr": 0.1}, env={STUDY_ENV: "newton"})
+    >>> sorted(record), record["provenance"]["study"]
+    (['config', 'config_hash', 'provenance'], 'newton')
     """
     from pretrainflow.io import config_hash
 
-    return {"config": config, "config_hash": config_hash(config), "provenance": provenance()}
+    env = dict(os.environ) if env is None else env
+    made = {**provenance(env), "study": env.get(STUDY_ENV) or None}
+    return {"config": config, "config_hash": config_hash(config), "provenance": made}

@@ -26,11 +26,11 @@ rule render_shard:
     resources: tmpdir=<TBD>, mem_mb=8000, runtime=30, cpus_per_task=8
 
 localrule results_table:
-    output: results/summary.parquet
+    output: results/studies/fractaldb1k-vit-tiny/summary.parquet
     resources: tmpdir=/tmp
 
 rule all:
-    input: results/summary.parquet
+    input: results/studies/fractaldb1k-vit-tiny/summary.parquet
     jobid: 0
 """
 

@@ -14,6 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from pretrainflow.io import config_hash
+from pretrainflow.study.load import load_study
+from pretrainflow.study.shared_units import study_units
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -82,7 +86,7 @@ def finished_study(tmp_path_factory):
 
 
 def test_study_produces_summary_with_every_run(finished_study):
-    summary = pd.read_parquet(finished_study / "results" / "summary.parquet")
+    summary = pd.read_parquet(finished_study / "results" / "studies" / "test" / "summary.parquet")
     top1 = summary[(summary["metric"] == "top1") & (summary["split"] == "test")]
     assert set(top1["run_id"]) == {"vit-test-fdb", "vit-test-fdb.lr-0.0003", "scratch-vit-test"}
     assert set(top1.loc[top1["run_id"] == "scratch-vit-test", "pretrain_source"]) == {"scratch"}
@@ -96,8 +100,21 @@ def test_study_produces_summary_with_every_run(finished_study):
         assert summary[column].notna().all(), column
     assert summary.loc[summary["run_id"] == "vit-test-fdb", "dataset_checksum"].notna().all()
     for plot in ("downstream_accuracy.png", "pretrain_loss_vit.png", "pretrain_loss_llm.png"):
-        assert (finished_study / "results" / "plots" / plot).stat().st_size > 1000
+        assert (finished_study / "results" / "studies" / "test" / "plots" / plot).stat().st_size > 1000
     assert json.loads((finished_study / "results" / "pretrain" / "vit-test-fdb" / "config.json").read_text())
+
+
+def test_units_carry_the_spec_hash_and_study_the_shared_unit_guard_reads(finished_study):
+    # study/shared_units.py compares a unit's config.json hash with config_hash of the study's resolved spec and
+    # refuses only another study's: both must be what the real stages write
+    study = load_study(ROOT / "config" / "test.yaml")
+    units = list(study_units(study))
+    assert {label.split()[0] for label, _, _ in units} == {"dataset", "corpus", "run", "fine-tune"}
+    for label, directory, spec in units:
+        record = json.loads((finished_study / directory / "config.json").read_text())
+        assert record["config_hash"] == config_hash(spec), label
+        if label.split()[0] in ("run", "fine-tune"):  # the stage publisher records the study (train/publish.py)
+            assert record["provenance"]["study"] == "test", label
 
 
 def test_nothing_left_to_do(finished_study):

@@ -1,4 +1,4 @@
-"""Measured jobs: Snakemake's `benchmark:` files -> results/benchmarks.parquet (`pretrainflow aggregate --benchmarks`).
+"""Measured jobs: Snakemake's `benchmark:` files -> the study's benchmarks.parquet (`pretrainflow aggregate --benchmarks`).
 
 The files read here are written by Snakemake itself: by a tiny Snakemake run with `benchmark:` rules laid out like
 ours (what a job really measures), and by Snakemake's own writer for the case a real run cannot force (a job that ended

@@ -24,12 +24,12 @@ pytestmark = pytest.mark.slow
 
 # flagged file -> (category, subcategory, a phrase of its caption)
 FLAGGED = {
-    "results/tables/statistics.html": ("Results", "Tables", "mean ± sd (n=N)"),
-    "results/plots/downstream_accuracy.png": ("Results", "Plots", "confidence interval of that mean"),
-    "results/plots/pretrain_loss_vit.png": ("Training", "Other", "Training loss against optimizer step"),
-    "results/plots/pretrain_loss_llm.png": ("Training", "Other", "Training loss against optimizer step"),
-    "results/tables/jobs.html": ("Jobs", "Other", "Memory is sampled, not traced"),
-    "results/study.json": ("Study", "Other", "plans it again"),
+    "results/studies/test/tables/statistics.html": ("Results", "Tables", "mean ± sd (n=N)"),
+    "results/studies/test/plots/downstream_accuracy.png": ("Results", "Plots", "confidence interval of that mean"),
+    "results/studies/test/plots/pretrain_loss_vit.png": ("Training", "Other", "Training loss against optimizer step"),
+    "results/studies/test/plots/pretrain_loss_llm.png": ("Training", "Other", "Training loss against optimizer step"),
+    "results/studies/test/tables/jobs.html": ("Jobs", "Other", "Memory is sampled, not traced"),
+    "results/studies/test/study.json": ("Study", "Other", "plans it again"),
 }
 
 
@@ -44,7 +44,7 @@ def test_report_shows_the_flagged_results_with_their_captions(tmp_path):
         stub = tmp_path / path
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_bytes(b"\x89PNG\r\n\x1a\n" if path.endswith(".png") else b"<p>stand-in</p>")
-    (tmp_path / "results" / "study.json").write_text('{"study": "test"}\n')
+    (tmp_path / "results" / "studies" / "test" / "study.json").write_text('{"study": "test"}\n')
     report = tmp_path / "report.zip"
     run = subprocess.run([sys.executable, "-m", "snakemake", "--report", str(report), "--snakefile",
                           str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",

@@ -144,6 +144,7 @@ def _attr(module: str, name: str) -> Callable[[], list]:
 
 # "file#pointer" of an enum -> the registry it mirrors (a callable given the schema's values)
 REGISTRIES: dict[str, Callable[[list], list]] = {
+    "tracking.schema.yaml#/properties/wandb/properties/mode": lambda _: _attr("pretrainflow.train.tracking", "MODES")(),
     "config.schema.yaml#/properties/pretrain/additionalProperties/properties/kind": lambda _: _run_kinds(),
     "dataset.schema.yaml#/properties/family": lambda _: _attr("pretrainflow.datasets.registry", "FAMILY_MODULES")(),
     "dataset.schema.yaml#/properties/image_format": lambda _: _attr(
@@ -245,6 +246,7 @@ def _sections() -> list[tuple[str, str, type, set[str]]]:
     from pretrainflow.datasets.generic_spec import DatasetSpec
     from pretrainflow.models.gpt import GPTShape
     from pretrainflow.train.llm.spec import LLMRunSpec
+    from pretrainflow.train.tracking import TrackingSpec
     from pretrainflow.train.vit.spec import FinetuneSection, TaskSpec, VitRunSpec
 
     return [
@@ -256,6 +258,7 @@ def _sections() -> list[tuple[str, str, type, set[str]]]:
         ("task.schema.yaml", "", TaskSpec, {"name"}),
         ("dataset.schema.yaml", "", DatasetSpec, {"name", "where"}),
         ("corpus.schema.yaml", "", CorpusSpec, {"name"}),
+        ("tracking.schema.yaml", "", TrackingSpec, set()),
     ]
 
 

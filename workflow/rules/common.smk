@@ -14,6 +14,9 @@ from pretrainflow.study import layout
 from pretrainflow.schedulers.settings import settings_from
 from pretrainflow.schedulers.slurm import plugin_view
 from pretrainflow.study.resources import rule_resources
+from pretrainflow.provenance import STUDY_ENV
+from pretrainflow.train.tracking import ENV_SECTION as TRACKING_ENV
+from pretrainflow.study.shared_units import check_shared_units
 from pretrainflow.train.llm import hf_import, sft_prepare, sft_spec
 
 try:
@@ -21,6 +24,18 @@ try:
 except ConfigError as err:
     # One line naming the key path; nothing has run and nothing has been written.
     raise WorkflowError(f"invalid study config: {err}") from None
+try:
+    # A unit another study built from a different spec under the same name would be replaced: refused here, before any
+    # job (units of equal specs are shared). Paths are relative to the working directory, as the rules' are.
+    check_shared_units(STUDY)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+# Every job this workflow runs (here or, loading the study again, on a cluster node) records the study in the
+# config.json it publishes: the guard above reads it.
+os.environ[STUDY_ENV] = STUDY.name
+# ... and gets the study's W&B section (train/tracking.py) the same way: not a rule param, so it reruns nothing and
+# units shared with another study (whose default W&B project differs) stay shared.
+os.environ[TRACKING_ENV] = canonical_json(STUDY.tracking)
 for note in STUDY.notes:
     logger.info(f"study {STUDY.name}: {note}")
 
@@ -213,5 +228,10 @@ def finetune_pretrained_arg(wildcards, input):
     return shlex.join(["--pretrained", input.pretrained]) if input.pretrained else ""
 
 
+def study_output(template):
+    """This study's own output (results/studies/{study}/...; study/layout.py)."""
+    return layout.study_path(template, STUDY.name)
+
+
 def all_targets():
-    return [layout.SUMMARY, layout.BENCHMARKS_TABLE]
+    return [study_output(layout.SUMMARY), study_output(layout.BENCHMARKS_TABLE)]

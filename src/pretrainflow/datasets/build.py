@@ -10,6 +10,7 @@ import inspect
 import os
 from pathlib import Path
 
+from pretrainflow.datasets import shard_index
 from pretrainflow.datasets import shards as sh
 from pretrainflow.datasets.categories import write_categories
 from pretrainflow.datasets.generic_spec import DatasetSpec
@@ -30,10 +31,13 @@ def search_categories(ds: DatasetSpec, family, params, progress: bool = False):
 def render_shard(
     ds: DatasetSpec, family, params, categories, shard: int, out: str | os.PathLike, progress: bool = False
 ) -> sh.ShardHeader:
-    """Render shard ``shard`` (tagged with the hash of the resolved spec, checked by the manifest step)."""
-    return sh.write_shard(
-        ds, family, params, categories, shard, out, progress=progress, spec_hash=config_hash(resolved_dict(ds, params))
-    )
+    """Render shard ``shard`` (tagged with the hash of the resolved spec, checked by the manifest step), then its
+    offset index beside it (shard_index.py), from the offsets known while writing."""
+    shard_index.index_path(out).unlink(missing_ok=True)  # a crash below leaves no index of an older tar beside the new
+    spec_hash = config_hash(resolved_dict(ds, params))
+    header, samples = sh.write_shard(ds, family, params, categories, shard, out, progress=progress, spec_hash=spec_hash)
+    shard_index.write_index(out, header, samples)
+    return header
 
 
 def build_dataset(spec, out_dir: str | os.PathLike, progress: bool = False) -> dict:

@@ -4,11 +4,15 @@ A dataset directory (results/datasets/{dataset}/)::
 
     categories.parquet      one row per category (the family's search output)
     shards/shard-00000.tar  WebDataset tar shards (see shards.py)
-    manifest.json           {"spec", "shards": [{"name", "count", "sha256", "bytes", "first", "degenerate"}], ...}
+    shards/shard-00000.tar.idx  each shard's member offset index, written with it (see shard_index.py)
+    manifest.json           {"spec", "shards": [{"name", "count", "sha256", "bytes", "first", "degenerate",
+                             "index": {"name", "sha256"}}], ...}
     config.json             the resolved spec, its hash and where it was made (provenance.config_record)
 
 ``dataset_checksum`` = sha256 of the shard checksums joined by newlines, in shard order: one string that changes when
-any image changes, stored in every result row.
+any image changes, stored in every result row. It covers the tars only: an index says where the bytes of a tar are,
+and the manifest checks it against a scan of that tar, so adding indexes changed no dataset checksum. A shard rendered
+before indexes existed has no ``index`` entry, and its readers scan it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from pretrainflow.datasets import shard_index
 from pretrainflow.datasets import shards as sh
 from pretrainflow.datasets.categories import read_categories
 from pretrainflow.datasets.generic_spec import DatasetSpec
@@ -36,7 +41,10 @@ def checksum_of(shard_checksums: Sequence[str]) -> str:
 def build_manifest(
     spec, shard_paths: Sequence[str | os.PathLike], out: str | os.PathLike, categories: str | os.PathLike | None = None
 ) -> dict:
-    """Check the shards against the spec, then write manifest.json (``out``) and config.json next to it, atomically."""
+    """Check the shards against the spec, then write manifest.json (``out``) and config.json next to it, atomically.
+
+    A shard's offset index, where its render wrote one, is checked against the scan of the tar made here and listed
+    with its sha256."""
     ds, family, params = resolve(spec)
     out = Path(out)
     root = out.parent
@@ -71,16 +79,19 @@ def build_manifest(
                 f"{path}: holds {len(samples)} images from index {header.first} of "
                 f"{header.num_shards} shards; the spec expects {len(want)} from {want.start}"
             )
-        entries.append(
-            {
-                "name": os.path.relpath(path, root),
-                "count": len(samples),
-                "first": header.first,
-                "sha256": sha256_file(path),
-                "bytes": path.stat().st_size,
-                "degenerate": header.degenerate,
-            }
-        )
+        entry = {
+            "name": os.path.relpath(path, root),
+            "count": len(samples),
+            "first": header.first,
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+            "degenerate": header.degenerate,
+        }
+        idx = shard_index.index_path(path)
+        if idx.is_file():
+            shard_index.check_index_matches_scan(path, samples, entry["sha256"])
+            entry["index"] = {"name": os.path.relpath(idx, root), "sha256": sha256_file(idx)}
+        entries.append(entry)
     manifest = {
         "version": MANIFEST_VERSION,
         "layout": "webdataset-tar: {class:05d}_{instance:06d}.{png|npy} + .cls; class-major deterministic slices",
@@ -114,7 +125,8 @@ def dataset_checksum(dataset_dir: str | os.PathLike) -> str:
 def verify_dataset(dataset_dir: str | os.PathLike, progress: bool = False) -> dict:
     """Check every shard and the categories file against the manifest; raise naming the first mismatch.
 
-    Returns the manifest. Checks: file present, byte size, sha256, sample count, labels in range, spec readable.
+    Returns the manifest. Checks: file present, byte size, sha256, sample count, labels in range, spec readable, and
+    each listed offset index (present, sha256, equal to the scan of its tar).
     """
     from tqdm import tqdm
 
@@ -133,6 +145,11 @@ def verify_dataset(dataset_dir: str | os.PathLike, progress: bool = False) -> di
         _, samples = sh.index_shard(path)
         if len(samples) != entry["count"]:
             raise PretrainflowError(f"{path}: {len(samples)} samples, the manifest says {entry['count']}")
+        if entry.get("index"):
+            idx = _exists(root / entry["index"]["name"])
+            if sha256_file(idx) != entry["index"]["sha256"]:
+                raise PretrainflowError(f"{idx}: sha256 differs from the manifest (the index of {path.name} changed)")
+            shard_index.check_index_matches_scan(path, samples, entry["sha256"])
         bad = [s.key for s in samples if not 0 <= s.label < ds.num_classes]
         if bad:
             raise PretrainflowError(f"{path}: sample {bad[0]} has a label outside [0, {ds.num_classes - 1}]")

@@ -151,14 +151,16 @@ def write_shard(
     out: str | os.PathLike,
     progress: bool = False,
     spec_hash: str = "",
-) -> ShardHeader:
-    """Render shard ``shard`` of ``spec`` into the tar ``out`` (atomically). ``categories``: the search DataFrame."""
+) -> tuple[ShardHeader, list[Sample]]:
+    """Render shard ``shard`` of ``spec`` into the tar ``out`` (atomically); returns its header and where each image's
+    data lies in the tar (known while writing: build.render_shard writes them as the offset index, shard_index.py).
+    ``categories``: the search DataFrame."""
     indices = shard_range(spec, shard)
     rows = {int(r["class_id"]): r for r in categories.to_dict("records")}
     if len(rows) != spec.num_classes:
         raise PretrainflowError(f"categories: expected {spec.num_classes} categories for {spec.where}, got {len(rows)}")
     ext = spec.image_format
-    members, degenerate = [], []
+    members, degenerate, labels = [], [], []
     for index in tqdm(indices, desc=f"{spec.name} {shard_name(shard)}", unit="img", disable=not progress):
         class_id, instance = divmod(index, spec.instances_per_class)
         image = family.render(spec, params, rows[class_id], instance)
@@ -167,6 +169,7 @@ def write_shard(
             degenerate.append(key)
         members.append(_member(f"{key}.{ext}", encode_image(image, ext)))
         members.append(_member(f"{key}.cls", str(class_id).encode()))
+        labels.append((key, class_id))
     header = ShardHeader(
         shard=shard,
         num_shards=spec.num_shards,
@@ -176,10 +179,18 @@ def write_shard(
         spec_hash=spec_hash,
     )
     pax = {HEADER_KEY: canonical_json({k: getattr(header, k) for k in header.__slots__})}
+    data_offsets = []
     with atomic_path(out) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT, pax_headers=pax) as tar:
         for info, data in members:
             tar.addfile(info, data)
-    return header
+            # tar.offset is now the end of this member's data, padded to 512-byte blocks: its data starts that many
+            # padded bytes earlier (the same offset_data that index_shard reads back from the header).
+            data_offsets.append(tar.offset - -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
+    samples = [
+        Sample(key=key, label=label, offset=data_offsets[2 * i], size=members[2 * i][0].size, ext=ext)
+        for i, (key, label) in enumerate(labels)
+    ]
+    return header, samples
 
 
 @dataclass(frozen=True, slots=True)

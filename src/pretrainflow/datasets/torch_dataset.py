@@ -7,8 +7,10 @@ and the same pixels, and have ``num_classes``, ``channels``, ``image_size`` and 
     ds = OnTheFlyDataset(manifest["spec"], pd.read_parquet(cats))   # no dataset on disk at all
     loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True, num_workers=4)
 
-``ShardDataset`` indexes each tar once (member offsets and labels) and then reads an image with one ``os.pread`` of its
-bytes: random access without unpacking, safe in forked DataLoader workers (each opens its own file descriptors).
+``ShardDataset`` takes each tar's member offsets and labels from the offset index written at render time (checked
+against the manifest; shard_index.py), or scans the tar where no index is listed, and then reads an image with one
+``os.pread`` of its bytes: random access without unpacking, safe in forked DataLoader workers (each opens its own file
+descriptors).
 ``OnTheFlyDataset`` renders inside the workers; a family may cache per-category work (FractalDB caches the point sets of
 the last 2 categories per worker), so a class-grouped order is much faster than a uniform shuffle over many classes.
 With ``renderer="torch"`` (FractalDB only) it renders through ``gpu.FractalDBTorchRenderer`` on the CPU device; the
@@ -27,6 +29,7 @@ from torch.utils.data import Dataset
 
 from pretrainflow.datasets import shards as sh
 from pretrainflow.datasets.manifest import read_manifest
+from pretrainflow.datasets.shard_index import shard_samples
 from pretrainflow.datasets.spec import resolve
 from pretrainflow.errors import PretrainflowError
 
@@ -49,7 +52,7 @@ class ShardDataset(Dataset):
         self.paths = [self.root / entry["name"] for entry in self.manifest["shards"]]
         self.samples: list[tuple[int, sh.Sample]] = []
         for i, (path, entry) in enumerate(zip(self.paths, self.manifest["shards"], strict=True)):
-            _, samples = sh.index_shard(path)
+            samples = shard_samples(self.root, entry)
             if len(samples) != entry["count"]:
                 raise PretrainflowError(f"{path}: {len(samples)} samples, the manifest says {entry['count']}")
             self.samples.extend((i, s) for s in samples)

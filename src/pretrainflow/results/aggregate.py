@@ -1,7 +1,8 @@
-"""Gather every result row file into results/summary.parquet, carrying the study that produced it, and write the
-statistics over replicates next to it (results/statistics.parquet: one row per cell x task x split x metric with n,
-mean, std, ci95_low, ci95_high; see pretrainflow.results.stats); gather the Snakemake benchmark file of every
-benchmarked job into results/benchmarks.parquet (``job_benchmarks``: wall seconds, max RSS and CPU seconds per job).
+"""Gather every result row file into a study's summary.parquet (results/studies/<study>/, study/layout.py), carrying
+the study that produced it, and write the statistics over replicates next to it (statistics.parquet: one row per cell
+x task x split x metric with n, mean, std, ci95_low, ci95_high; see pretrainflow.results.stats); gather the Snakemake
+benchmark file of every benchmarked job into the study's benchmarks.parquet (``job_benchmarks``: wall seconds, max RSS
+and CPU seconds per job). ``study_summaries`` finds the summaries ``pretrainflow results`` reads.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def with_cells(table: pa.Table, cells: Mapping[str, tuple[str, int]]) -> pa.Tabl
 
 
 def write_statistics(summary: pd.DataFrame, path: str | Path, study: dict[str, Any]) -> pd.DataFrame:
-    """results/statistics.parquet: ``stats.statistics_table`` of the summary, atomically, with the study as metadata."""
+    """statistics.parquet: ``stats.statistics_table`` of the summary, atomically, with the study as metadata."""
     stats = statistics_table(summary)
     table = _with_study(pa.Table.from_pandas(stats, preserve_index=False), study)
     with atomic_path(path) as tmp:
@@ -102,6 +103,31 @@ def study_tags(paths: Sequence[str | Path]) -> list[str]:
     if len(set(names)) < len(names):  # two studies of one name (or two results/ folders): the paths tell them apart
         return [str(path) for path in paths]
     return names
+
+
+def studies_present(root: str | Path = ".") -> list[str]:
+    """The studies with a summary under ``root``'s results/studies/ (study/layout.py), sorted."""
+    found = Path(root).glob(layout.study_path(layout.SUMMARY, "*"))
+    return sorted(path.parent.name for path in found)
+
+
+def study_summaries(
+    studies: Sequence[str] | None, summaries: Sequence[str] | None = None, root: str | Path = "."
+) -> list[str]:
+    """The summary files ``pretrainflow results`` reads: each named study's under ``root`` (the working directory the
+    workflow ran in; an unknown name is an error listing the studies there), then the ``summaries`` paths as given;
+    with neither, the only study there (none or several: an error saying what to pass)."""
+    present, where = studies_present(root), Path(root) / layout.STUDIES_ROOT
+    unknown = [name for name in studies or [] if name not in present]
+    if unknown:
+        raise PretrainflowError(f"--study {' '.join(unknown)}: no summary under {where}/; studies there: {present}")
+    if not studies and not summaries:
+        if len(present) > 1:
+            raise PretrainflowError(f"several studies under {where}/: {present}; name one or more with --study")
+        if not present:
+            raise PretrainflowError(f"no study results under {where}/; run a study first (snakemake) or pass --summary")
+        studies = present
+    return [str(Path(root) / layout.study_path(layout.SUMMARY, name)) for name in studies or []] + list(summaries or [])
 
 
 def read_summaries(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -197,7 +223,7 @@ def job_benchmarks(paths: Iterable[str | Path]) -> pa.Table:
 
 
 def write_job_benchmarks(paths: Iterable[str | Path], out: str | Path, study: dict[str, Any]) -> pa.Table:
-    """results/benchmarks.parquet: ``job_benchmarks(paths)`` atomically, with the study as metadata."""
+    """benchmarks.parquet: ``job_benchmarks(paths)`` atomically, with the study as metadata."""
     table = _with_study(job_benchmarks(paths), study)
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)

@@ -1,10 +1,12 @@
 """`pretrainflow aggregate` (the results rule) and `pretrainflow results` (what a user reads).
 
-pretrainflow results                                   # cells x tasks, top-1 mean ± sd over replicates, as text
+pretrainflow results                                   # the study under results/studies/ (when it is the only one)
+pretrainflow results --study newton-digits-cpu         # cells x tasks, top-1 mean ± sd over replicates, as text
 pretrainflow results --by pretrain_source --format latex                     # a table a paper can paste
 pretrainflow results --by config.recipe.optimizer.name model                 # group by a config key
 pretrainflow results --compare pretrain_source=fdb-tiny pretrain_source=scratch   # paired over replicates
-pretrainflow results --summary a/results/summary.parquet b/results/summary.parquet   # two studies side by side
+pretrainflow results --study default --study test                            # two studies of one results/ tree
+pretrainflow results --summary elsewhere/results/studies/a/summary.parquet      # a summary anywhere (with --study too)
 pretrainflow results --x config.pretrain_spec.dataset_spec.num_classes --plot classes.png
 pretrainflow results --task digits --format csv > digits.csv                # tidy statistics, full precision
 pretrainflow results --format json | jq '.[] | {cell, mean, unit}'          # the same, one JSON object per row
@@ -18,12 +20,14 @@ import sys
 from pathlib import Path
 
 from pretrainflow.errors import PretrainflowError
+from pretrainflow.study import layout
 
-DEFAULT_SUMMARY = "results/summary.parquet"
 # table.TABLE_FORMATS + table.TIDY_FORMATS, spelled out so that `--help` does not import pandas (a test compares them)
 FORMATS = ("text", "markdown", "latex", "csv", "json")
-# The plots `pretrainflow aggregate` writes into --plots (outputs of rule aggregate_results, each flagged for the report)
-PLOTS = ("downstream_accuracy.png", "pretrain_loss_vit.png", "pretrain_loss_llm.png")
+# The plots `pretrainflow aggregate` writes into --plots and the pages into --tables, named as rule aggregate_results
+# expects them (study/layout.py; each flagged for the report)
+PLOTS = tuple(Path(path).name for path in (layout.DOWNSTREAM_PLOT, layout.VIT_LOSS_PLOT, layout.LLM_LOSS_PLOT))
+PAGES = tuple(Path(path).name for path in (layout.STATISTICS_PAGE, layout.JOBS_PAGE))
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -50,8 +54,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     agg.set_defaults(func=run_aggregate)
 
     res = subparsers.add_parser("results", help="statistics of the aggregated results: tables, comparisons, plots")
+    res.add_argument("--study", nargs="+", action="extend", default=None, metavar="NAME",
+                     help="studies under results/studies/ to read, each tagged in a `study` column (default: the "
+                          "only study there)")  # fmt: skip
     res.add_argument("--summary", nargs="+", action="extend", default=None, metavar="PATH",
-                     help=f"summary file(s), each tagged with a `study` column (default: {DEFAULT_SUMMARY})")  # fmt: skip
+                     help="summary file(s) anywhere, read with the --study ones and tagged alike")  # fmt: skip
     res.add_argument("--metric", default="top1", help="metric to show (default: %(default)s)")
     res.add_argument("--by", nargs="+", default=None, metavar="COL",
                      help="group columns or config.<dotted key> (default: cell pretrain_source, and study first "
@@ -98,8 +105,9 @@ def run_aggregate(args: argparse.Namespace) -> int:
     # What Snakemake's report shows beside the plots (report() flags in workflow/rules/results.smk)
     tables_dir = Path(args.tables) if args.tables else out.with_name("tables")
     statistics = report.statistics_tables(summary, args.metric)
-    report.write_tables_page(statistics, f"Study {study.get('study', '')}: results", tables_dir / "statistics.html")
-    report.write_tables_page(report.jobs_tables(jobs.to_pandas()), "Measured jobs", tables_dir / "jobs.html")
+    statistics_page, jobs_page = (tables_dir / name for name in PAGES)
+    report.write_tables_page(statistics, f"Study {study.get('study', '')}: results", statistics_page)
+    report.write_tables_page(report.jobs_tables(jobs.to_pandas()), "Measured jobs", jobs_page)
     report.write_study(study, args.study_out or out.with_name("study.json"))
     if statistics:
         heading, grid = statistics[0]
@@ -109,12 +117,12 @@ def run_aggregate(args: argparse.Namespace) -> int:
 
 def run_results(args: argparse.Namespace) -> int:
     from pretrainflow.results import table
-    from pretrainflow.results.aggregate import read_summaries
+    from pretrainflow.results.aggregate import read_summaries, study_summaries
 
     if args.schema:
         print(schema_markdown())
         return 0
-    paths = args.summary or [DEFAULT_SUMMARY]
+    paths = study_summaries(args.study, args.summary)
     summary = read_summaries(paths)
     # a filter that matches nothing is an error there, naming the filter and the values present
     chosen = table.select(

@@ -1,7 +1,7 @@
-"""The files Snakemake's own report shows beside the plots (`snakemake --report results/report.zip`; report() flags
-in workflow/rules/results.smk, captions in workflow/report/): the results tables and the measured jobs as HTML pages,
-and the study as JSON. The report itself (rule graph, runtimes, code, config files, these files with their captions)
-is Snakemake's; nothing here renders a report of its own.
+"""The files Snakemake's own report shows beside the plots (`snakemake --report results/studies/<study>/report.zip`;
+report() flags in workflow/rules/results.smk, captions in workflow/report/): the results tables and the measured jobs
+as HTML pages, and the study as JSON. The report itself (rule graph, runtimes, code, config files, these files with
+their captions) is Snakemake's; nothing here renders a report of its own.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from pretrainflow.results.columns import Selector, order_key, unique
 CONFIDENCE = 0.95
 # Every statistic is per (group, task, split, metric): a mean of top-1 over two tasks would mean nothing.
 METRIC_KEYS = ("task", "split", "metric")
-# The groups of results/statistics.parquet: one per cell and metric; stage, model and source describe the cell.
+# The groups of a study's statistics.parquet: one per cell and metric; stage, model and source describe the cell.
 STATISTICS_BY = ("cell", "stage", "model", "pretrain_source")
 STAT_COLUMNS = ("n", "mean", "std", "ci95_low", "ci95_high")
 COMPARE_COLUMNS = ("n", "mean_a", "mean_b", "mean_diff", "std_diff", "ci95_low", "ci95_high", "t", "p_value")
@@ -170,5 +170,5 @@ def compare(frame: pd.DataFrame, a: Selector, b: Selector, by: Sequence[str] = (
 
 
 def statistics_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The table results/statistics.parquet holds: ``describe`` by cell (with its stage, model and source)."""
+    """The table a study's statistics.parquet holds: ``describe`` by cell (with its stage, model and source)."""
     return describe(summary, STATISTICS_BY)

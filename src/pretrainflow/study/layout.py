@@ -29,6 +29,7 @@ IMPORT_WEIGHTS = IMPORTS_ROOT + "/{model}/model.safetensors"
 IMPORT_TOKENIZER = IMPORTS_ROOT + "/{model}/tokenizer.json"
 PRETRAIN_DIR = "results/pretrain/{run}"
 PRETRAIN_WEIGHTS = PRETRAIN_DIR + "/model.safetensors"
+PRETRAIN_CURVE = PRETRAIN_DIR + "/metrics.parquet"  # the loss curve the results plot
 FINETUNE_DIR = "results/finetune/{run}/{task}"
 # LLM runs with an `sft` section (train/llm/sft_spec.py) publish here, as pretraining runs do under PRETRAIN_DIR; the
 # stdlib instruction set they read by default is built once (benchmarks/pydoc_instructions.py)
@@ -46,14 +47,27 @@ HELDOUT_ROWS_TASK = "heldout"
 HARNESS_ROWS_TASK = "harness"
 # Outside every stage's outputs, so a rerun after a walltime kill finds them (train/checkpoints.py: {unit}/{hash12}/)
 CHECKPOINTS_ROOT = "results/checkpoints"
-PLOTS_DIR = "results/plots"
-SUMMARY = "results/summary.parquet"
+# Each study's own outputs under its `study:` name (filesystem-safe: the schema's $defs/name), so that two studies in
+# one results/ tree keep their own tables while sharing the units above (a unit whose resolved spec is equal is built
+# once; one whose spec differs under the same name is refused at plan time: study/shared_units.py). {study} templates.
+STUDIES_ROOT = "results/studies"
+STUDY_DIR = STUDIES_ROOT + "/{study}"
+SUMMARY = STUDY_DIR + "/summary.parquet"
+PLOTS_DIR = STUDY_DIR + "/plots"
+DOWNSTREAM_PLOT = PLOTS_DIR + "/downstream_accuracy.png"
+VIT_LOSS_PLOT = PLOTS_DIR + "/pretrain_loss_vit.png"
+LLM_LOSS_PLOT = PLOTS_DIR + "/pretrain_loss_llm.png"
 # What `pretrainflow aggregate` writes besides the summary: the replicate statistics, the measured figures of every
 # benchmarked job (BENCHMARKS_TABLE), and the files Snakemake's own report shows (`snakemake --report`, report()
 # flags in workflow/rules/results.smk): the tables as HTML pages and the study as the aggregate received it
-STATISTICS = "results/statistics.parquet"
-TABLES_DIR = "results/tables"
-STUDY_CONFIG = "results/study.json"
+STATISTICS = STUDY_DIR + "/statistics.parquet"
+TABLES_DIR = STUDY_DIR + "/tables"
+STATISTICS_PAGE = TABLES_DIR + "/statistics.html"
+JOBS_PAGE = TABLES_DIR + "/jobs.html"
+STUDY_CONFIG = STUDY_DIR + "/study.json"
+AGGREGATE_LOG = STUDY_DIR + "/logs/aggregate_results.log"
+# Where the README tells `snakemake --report` to write (Snakemake takes the path on its command line)
+REPORT = STUDY_DIR + "/report.zip"
 LOGS = "results/logs/{rule}/{name}.log"
 # Snakemake `benchmark:` files, one TSV per job (snakemake/benchmark.py's columns: s, max_rss, cpu_time, ...), named
 # by the job's wildcard values in the order JOB_BENCHMARKS lists them:
@@ -73,7 +87,16 @@ JOB_BENCHMARKS = {
     "evaluate_llm": ("run",),
     "evaluate_llm_harness": ("run",),
 }
-BENCHMARKS_TABLE = "results/benchmarks.parquet"
+BENCHMARKS_TABLE = STUDY_DIR + "/benchmarks.parquet"
+
+
+def study_path(template: str, study: str) -> str:
+    """One study's output path from a {study} template.
+
+    >>> study_path(SUMMARY, "default")
+    'results/studies/default/summary.parquet'
+    """
+    return template.format(study=study)
 
 
 def checkpoint_unit(run: str, *, task: str | None = None) -> str:

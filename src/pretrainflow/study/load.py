@@ -32,7 +32,8 @@ from pretrainflow.study.ablations import (
 from pretrainflow.study.replicates import CellRef, first_of_equals, replicate_id, replicate_seeds
 from pretrainflow.study.schema import validate_study_schema
 from pretrainflow.train.llm.spec import check_llm_run
-from pretrainflow.train.vit.spec import check_finetune, check_task, check_vit_run
+from pretrainflow.train.tracking import check_tracking
+from pretrainflow.train.vit.spec import check_finetune, check_task, check_vit_run, trained_dict
 
 # Typed checks owned by each area, called as check(spec, where); a returned dict replaces the spec (that is how an area
 # fills in its defaults, so the resolved spec that is hashed shows every value used).
@@ -69,6 +70,7 @@ class Study:
     )  # run id (pretraining, fine-tuning source) -> cell, replicate
     notes: list[str] = field(default_factory=list)  # what the plan should say: units found identical and run once
     llm_evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # LLM run id -> harness spec (llm_eval section)
+    tracking: dict[str, Any] = field(default_factory=dict)  # W&B (train/tracking.py): never in a spec, never hashed
 
     def runs_of_kind(self, kind: str) -> list[str]:
         return [run_id for run_id, run in self.runs.items() if run["kind"] == kind]
@@ -103,6 +105,7 @@ def load_study(config: dict[str, Any] | str | Path) -> Study:
     validate_study_schema(raw)
     seed = raw.get("seed", 0)
     study = Study(name=raw["study"], seed=seed, results=raw.get("results", {}))
+    study.tracking = check_tracking(raw.get("tracking"), raw["study"])  # passed to the training rules as --tracking
     for name, dataset in raw.get("datasets", {}).items():
         spec = {"seed": seed, **dataset, "name": name}
         study.datasets[name] = _area_check("dataset", spec, f"datasets.{name}")
@@ -359,7 +362,8 @@ def _expand_finetunes(
         where = f"ablations.{(run.get('ablation') or {}).get('name')} (run {run_id})"
         recipe = _finetune_recipe(written, overrides, where) if overrides else finetune.get("recipe", {})
         common = {"model": pretrain_spec["model"], "recipe": recipe, "seed": study.seed + key}
-        units[run_id] = {"source": "pretrained", **common, "pretrain_spec": pretrain_spec}
+        # what the run trains: staging its data (DATA_ACCESS_KEYS) changes no fine-tune built on it
+        units[run_id] = {"source": "pretrained", **common, "pretrain_spec": trained_dict(pretrain_spec)}
         if finetune.get("scratch_baseline", False):
             cell, index = study.cells[run_id].cell, study.cells[run_id].replicate
             scratch_cell = override_id(scratch_run_id(pretrain_spec["model"]), overrides)

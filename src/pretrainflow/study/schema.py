@@ -45,6 +45,12 @@ def _schema_libraries():
 @functools.cache
 def _registry(schema_dir: Path) -> referencing.Registry:
     _jsonschema, referencing = _schema_libraries()
+    if not (schema_dir / STUDY_SCHEMA).is_file():
+        # a broken install or a source tree without the workflow/schemas link: one line, not a referencing traceback
+        raise PretrainflowError(
+            f"study schemas not found: {schema_dir / STUDY_SCHEMA} is missing (the schemas ship in the package as "
+            "pretrainflow/study/schemas, a link to workflow/schemas in the source tree); reinstall pretrainflow"
+        )
     resources = []
     for path in sorted(schema_dir.glob("*.schema.yaml")):
         contents = yaml.safe_load(path.read_text())

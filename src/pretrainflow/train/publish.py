@@ -3,7 +3,8 @@
     model.safetensors   fp32 weights with the stage's metadata (format, architecture, shape, config_hash, ...)
     metrics.parquet     one row per logged optimizer step: step, loss, lr, and the stage's own columns
     summary.json        wall time, throughput, world size, devices, device-hours, MFU, and the stage's own fields
-    config.json         {"config", "config_hash", "provenance"} (provenance.config_record: one shape everywhere)
+    config.json         {"config", "config_hash", "provenance"} (provenance.config_record: one shape everywhere;
+                        provenance.study: the study whose workflow built it)
     loss.png            the training-loss curve
     tensorboard/        TensorBoard event files (copied from the checkpoint directory, where they survive resumes)
 

@@ -1,4 +1,5 @@
-"""Training logs of rank 0: a tqdm progress bar, metric rows every N steps, TensorBoard events, a loss-curve plot."""
+"""Training logs of rank 0: a tqdm progress bar, metric rows every N steps, TensorBoard events, a loss-curve plot, and
+W&B when the study or the site asks (train/tracking.py): the one place both engines send their scalars."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from pretrainflow.io import atomic_path
+from pretrainflow.train.tracking import TrackedRun, scalars
 
 
 class RunLog:
-    """Collects metric rows (step, epoch, loss, lr, images_per_s, ...); the bar and TensorBoard only on rank 0."""
+    """Collects metric rows (step, epoch, loss, lr, images_per_s, ...); the bar, TensorBoard and W&B only on rank 0."""
 
     def __init__(
         self,
@@ -23,11 +25,13 @@ class RunLog:
         tb_dir: Path | None,
         rows: list[dict] | None = None,
         tb_purge_step: int | None = None,
+        tracking: TrackedRun | None = None,
     ) -> None:
         self.is_main = is_main
         self.rows: list[dict] = list(rows or [])
         self.bar = None
         self.tb = None
+        self.wandb = None
         if is_main:
             from tqdm import tqdm
 
@@ -45,6 +49,10 @@ class RunLog:
 
                 # purge_step: a resumed run drops the events logged after its checkpoint (they are redone)
                 self.tb = SummaryWriter(log_dir=str(tb_dir), purge_step=tb_purge_step)
+            if tracking is not None:
+                from pretrainflow.train.wandb_log import WandbLog  # imports wandb: only when tracking is on
+
+                self.wandb = WandbLog(tracking)
 
     def advance(self, step: int) -> None:
         """Move the bar to optimizer step ``step``."""
@@ -56,10 +64,12 @@ class RunLog:
         self.rows.append(row)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
+        values = scalars(row)  # the same scalars for TensorBoard and W&B
         if self.tb is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, int | float):
-                    self.tb.add_scalar(f"train/{key}", value, row["step"])
+            for key, value in values.items():
+                self.tb.add_scalar(key, value, row["step"])
+        if self.wandb is not None:
+            self.wandb.log(values, row["step"])
 
     def close(self) -> None:
         if self.bar is not None:
@@ -67,6 +77,8 @@ class RunLog:
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
 
 def metrics_frame(rows: list[dict]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pretrainflow.errors import ConfigError
 from pretrainflow.study.layout import CHECKPOINTS_ROOT, CORPORA_ROOT, IMPORTS_ROOT, PRETRAIN_DIR, SFT_DIR
+from pretrainflow.train.tracking import OPTION_HELP as TRACKING_HELP
 
 PRETRAIN_ROOT = PRETRAIN_DIR.rpartition("/")[0]  # results/pretrain: where init.run finds the run it starts from
 SFT_ROOT = SFT_DIR.rpartition("/")[0]  # results/sft: the same for an init.run that is an SFT run
@@ -36,6 +37,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this step with a checkpoint (exit 75)")
     parser.add_argument("--imports-dir", type=Path, default=Path(IMPORTS_ROOT), help="init.hf imports (%(default)s)")
     parser.add_argument("--pretrained-dir", type=Path, default=Path(PRETRAIN_ROOT), help="init.run runs (%(default)s)")
+    parser.add_argument("--tracking", help=TRACKING_HELP)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -99,6 +101,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from pretrainflow.train.llm.sft_prepare import run_chat_template
     from pretrainflow.train.llm.spec import LLMRunSpec
     from pretrainflow.train.signals import EXIT_CHECKPOINTED
+    from pretrainflow.train.tracking import check_available, parse_option, tracking_option
 
     spec = json.loads(args.spec)
     run = LLMRunSpec.from_dict(spec)
@@ -109,6 +112,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
         raise ConfigError(f"pretrain.{run.run_id}: {command} cannot train this run; use {other}")
     # What this machine cannot run is one clear error here, before any process starts.
     device = this_machine_device(run)
+    # W&B settings: the option, else the workflow's environment (train/tracking.py); tests build args by hand
+    tracking = tracking_option(getattr(args, "tracking", None))
+    check_available(parse_option(tracking))
     # Inputs checked here, so a missing corpus is one clear line instead of a traceback per rank.
     if not sft:
         blend_prefixes(args.corpora_dir, run.blend)
@@ -135,6 +141,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     template = run_chat_template(run, tokenizer_json, root)
     if args.max_steps:
         worker_args += ["--max-steps", str(args.max_steps)]
+    if tracking is not None:
+        worker_args += ["--tracking", tracking]
     procs = run.devices.gpus_per_node if device == "cuda" else run.devices.cpu_ranks
     with gpus_hidden(device == "cpu"):
         code = run_distributed("pretrainflow.train.llm.pretrain:train_worker", worker_args, procs)

@@ -16,11 +16,13 @@ from typing import Any
 import torch.distributed as dist
 
 from pretrainflow.io import atomic_write_json, config_hash
+from pretrainflow.study.layout import checkpoint_unit
 from pretrainflow.train import checkpoints
 from pretrainflow.train.llm import checkpoint as llm_checkpoint
 from pretrainflow.train.llm.spec import LLMRunSpec
 from pretrainflow.train.runlog import RunLog
 from pretrainflow.train.signals import EXIT_CHECKPOINTED, WalltimeGuard
+from pretrainflow.train.tracking import TrackingSpec, tracked_run
 
 
 @dataclass(kw_only=True)
@@ -33,6 +35,7 @@ class TrainLoop:
     device: str
     step: int = 0
     wall_before: float = 0.0  # training seconds of earlier (killed / checkpointed) segments
+    tracking: TrackingSpec | None = None  # W&B (train/tracking.py): how the run is observed, not part of ``spec``
     _lines: list[str] = field(default_factory=list)
 
     @property
@@ -91,6 +94,13 @@ class TrainLoop:
             desc=f"{'sft' if run.sft is not None else 'pretrain'} {run.run_id}",
             tb_dir=self.root / "tensorboard",
             tb_purge_step=self.step + 1,
+            tracking=tracked_run(
+                self.tracking,
+                unit=checkpoint_unit(run.run_id),
+                config=self.spec,
+                directory=self.root,
+                job_type="sft" if run.sft is not None else "pretrain",
+            ),
         )
         segment_start, trained_tokens, step_seconds = time.time(), 0, 0.0
         try:

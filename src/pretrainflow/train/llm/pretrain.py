@@ -148,6 +148,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--init", type=Path, default=None, help="TP=1 weights to start from (init:, checked already)")
     parser.add_argument("--init-vocab", type=int, default=None, help="tokenizer size of the --init weights")
     parser.add_argument("--sft-data", type=Path, default=None, help="SFT rows prepared by sft-llm (instead of corpora)")
+    parser.add_argument("--tracking", default=None, help="W&B settings (train/tracking.py), JSON")
     return parser.parse_args(argv)
 
 
@@ -160,6 +161,7 @@ def train_worker(argv: list[str]) -> int:
     from pretrainflow.train.llm.engine import make_engine
     from pretrainflow.train.llm.loop import TrainLoop
     from pretrainflow.train.llm.sft_data import SFTDataset
+    from pretrainflow.train.tracking import parse_option
 
     args = _parse(argv)
     spec = json.loads(args.spec)
@@ -206,7 +208,8 @@ def train_worker(argv: list[str]) -> int:
             dp_rank=parallel_state.get_data_parallel_rank(),
             dp_size=run.parallel.data_parallel(world),
         )
-        loop = TrainLoop(run=run, spec=spec, engine=engine, stream=stream, root=args.checkpoint_dir, device=device)
+        loop = TrainLoop(run=run, spec=spec, engine=engine, stream=stream, root=args.checkpoint_dir, device=device,
+                         tracking=parse_option(args.tracking))  # fmt: skip
         return loop.train(max_steps=args.max_steps)
     finally:
         held.close()

@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from pretrainflow.train.tracking import OPTION_HELP as TRACKING_HELP
+
 
 def _spec(text: str, kind: str):
     from pretrainflow.errors import ConfigError
@@ -33,6 +35,15 @@ def _forward(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
     return argv
 
 
+def _resolve_tracking(args: argparse.Namespace) -> None:
+    """``args.tracking`` from the option or the workflow's environment (tracking.tracking_option), checked: a bad
+    section, or W&B turned on where wandb is not installed, is one error before any rank starts."""
+    from pretrainflow.train.tracking import check_available, parse_option, tracking_option
+
+    args.tracking = tracking_option(args.tracking)
+    check_available(parse_option(args.tracking))
+
+
 def _procs_per_node(devices, where: str) -> int:
     """Ranks to start on this node: one per GPU (checked against the GPUs it has), or ``cpu_ranks`` on the CPU (also
     on a GPU machine: a spec with ``gpus_per_node: 0`` trains on the CPU there, see train/vit/engine.py)."""
@@ -49,7 +60,8 @@ def cmd_pretrain_vit(args: argparse.Namespace) -> int:
     from pretrainflow.launch import run_distributed
 
     spec = _spec(args.spec, "vit")
-    argv = _forward(args, ("spec", "dataset", "out", "checkpoints"))
+    _resolve_tracking(args)
+    argv = _forward(args, ("spec", "dataset", "out", "checkpoints", "tracking"))
     procs = _procs_per_node(spec.devices, "--spec devices")
     return run_distributed("pretrainflow.train.vit.pretrain:worker", argv, procs)
 
@@ -58,7 +70,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from pretrainflow.launch import run_distributed
 
     spec = _spec(args.spec, "finetune")
-    argv = _forward(args, ("spec", "pretrained", "out", "checkpoints"))
+    _resolve_tracking(args)
+    argv = _forward(args, ("spec", "pretrained", "out", "checkpoints", "tracking"))
     procs = _procs_per_node(spec.recipe.devices, "--spec recipe.devices")
     return run_distributed("pretrainflow.train.vit.finetune:worker", argv, procs)
 
@@ -91,6 +104,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--dataset", required=True, type=Path, help="dataset directory (results/datasets/<name>)")
     p.add_argument("--out", required=True, type=Path, help="output directory (results/pretrain/<run>)")
     p.add_argument("--checkpoints", type=Path, help="checkpoint root (results/checkpoints); resumes from <root>/<run>/")
+    p.add_argument("--tracking", help=TRACKING_HELP)
     p.set_defaults(func=cmd_pretrain_vit)
 
     p = subparsers.add_parser("finetune", help="fine-tune a ViT (pretrained or scratch) on a downstream task")
@@ -98,6 +112,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--pretrained", type=Path, help="model.safetensors to start from (omit for scratch)")
     p.add_argument("--out", required=True, type=Path, help="output directory (results/finetune/<run>/<task>)")
     p.add_argument("--checkpoints", type=Path, help="checkpoint root; resumes from <root>/finetune/<run>/<task>/")
+    p.add_argument("--tracking", help=TRACKING_HELP)
     p.set_defaults(func=cmd_finetune)
 
     p = subparsers.add_parser("evaluate", help="top-1/top-5 of a fine-tuned ViT on the held-out split -> rows")

@@ -20,6 +20,7 @@ from pretrainflow.errors import PretrainflowError
 from pretrainflow.io import load_safetensors
 from pretrainflow.launch import world_from_env
 from pretrainflow.study.layout import checkpoint_unit
+from pretrainflow.train.tracking import TrackingSpec, parse_option
 from pretrainflow.train.vit.spec import FinetuneSpec
 
 
@@ -47,7 +48,14 @@ def load_pretrained(model: torch.nn.Module, path: Path) -> list[str]:
     return sorted(set(weights) - set(body))
 
 
-def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoints: Path | None) -> int:
+def finetune(
+    spec: FinetuneSpec,
+    *,
+    pretrained: Path | None,
+    out: Path,
+    checkpoints: Path | None,
+    tracking: TrackingSpec | None = None,
+) -> int:
     """Fine-tune per ``spec``; collective over the ranks of the world in the environment."""
     from pretrainflow.models import VisionTransformer
     from pretrainflow.tasks import load_task
@@ -112,6 +120,7 @@ def finetune(spec: FinetuneSpec, *, pretrained: Path | None, out: Path, checkpoi
         title=f"finetune {spec.run_id} on {spec.task}",
         run_name=f"{spec.run_id}/{spec.task}",
         tensorboard=False,
+        tracking=tracking,
     )
 
 
@@ -122,6 +131,8 @@ def worker(argv: list[str]) -> int:
     parser.add_argument("--pretrained", type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--checkpoints", type=Path, help="checkpoint root (results/checkpoints)")
+    parser.add_argument("--tracking", help="W&B settings (train/tracking.py), JSON")
     args = parser.parse_args(argv)
     spec = FinetuneSpec.from_dict(json.loads(args.spec), "--spec")
-    return finetune(spec, pretrained=args.pretrained, out=args.out, checkpoints=args.checkpoints)
+    tracking = parse_option(args.tracking)
+    return finetune(spec, pretrained=args.pretrained, out=args.out, checkpoints=args.checkpoints, tracking=tracking)

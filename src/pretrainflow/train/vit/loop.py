@@ -20,6 +20,7 @@ from pretrainflow.errors import ConfigError
 from pretrainflow.launch import World
 from pretrainflow.train.runlog import RunLog
 from pretrainflow.train.signals import EXIT_CHECKPOINTED, WalltimeGuard
+from pretrainflow.train.tracking import TrackedRun
 from pretrainflow.train.vit import checkpoint as ckpt
 from pretrainflow.train.vit.augment import augment_batch
 from pretrainflow.train.vit.data import RankSampler, make_loader, match_channels, to_float
@@ -124,6 +125,7 @@ def train(
     config_hash: str,
     desc: str,
     tb_dir: Path | None,
+    tracking: TrackedRun | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` with a DeepSpeed engine; collective (every rank calls it)."""
     started = time.perf_counter()
@@ -170,6 +172,7 @@ def train(
         desc=desc,
         tb_dir=tb_dir,
         rows=session.state["metrics"],
+        tracking=tracking,
     )
     exit_code = session.run(dataset)
     session.log.close()

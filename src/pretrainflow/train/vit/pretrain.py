@@ -4,10 +4,12 @@
         --out results/pretrain/vit-micro-fdb --checkpoints results/checkpoints
 
 starts ``devices.cpu_ranks`` (or ``gpus_per_node``) processes through pretrainflow.launch; under torchrun / srun /
-mpirun the world comes from the launcher. Each rank reads its share of the dataset, trains the registered ViT with a
-DeepSpeed engine (train/vit/loop.py), and rank 0 writes results/pretrain/{run}/ (train/vit/publish.py). Checkpoints
-live in {checkpoints}/{run}/{config_hash[:12]}/ (train/checkpoints.py): rerunning the same spec resumes, a changed spec
-starts afresh.
+mpirun the world comes from the launcher. With ``stage_data: true`` local rank 0 of each node first copies the shards
+to node-local storage and checks them (pretrainflow.launch.staging), and every rank reads that copy. Each rank reads
+its share of the dataset, trains the registered ViT with a DeepSpeed engine (train/vit/loop.py), and rank 0 writes
+results/pretrain/{run}/ (train/vit/publish.py). Checkpoints live in {checkpoints}/{run}/{config_hash[:12]}/
+(train/checkpoints.py): rerunning the same spec resumes, a changed spec starts afresh (``stage_data`` is not part of
+that hash).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from pretrainflow.launch import world_from_env
 from pretrainflow.study.layout import checkpoint_unit
+from pretrainflow.train.tracking import TrackingSpec, parse_option
 from pretrainflow.train.vit.spec import VitRunSpec
 
 
@@ -38,9 +41,16 @@ def open_pretrain_dataset(spec: VitRunSpec, dataset_dir: Path):
 
 
 def pretrain(
-    spec: VitRunSpec, dataset, *, out: Path, checkpoints: Path | None, dataset_checksum: str | None = None
+    spec: VitRunSpec,
+    dataset_dir: Path,
+    *,
+    out: Path,
+    checkpoints: Path | None,
+    dataset_checksum: str | None = None,
+    tracking: TrackingSpec | None = None,
 ) -> int:
-    """Pretrain on ``dataset`` (items: uint8 [C, H, W], int label; attribute ``num_classes``); collective."""
+    """Pretrain on the dataset in ``dataset_dir`` (``open_pretrain_dataset``; staged node-locally first with
+    ``spec.stage_data``); collective."""
     from pretrainflow.models import VisionTransformer
     from pretrainflow.train.vit.engine import setup_distributed
     from pretrainflow.train.vit.loop import TrainPlan
@@ -49,7 +59,12 @@ def pretrain(
     started = time.perf_counter()
     world = world_from_env()
     placement = setup_distributed(world, use_gpu=spec.devices.gpus_per_node > 0)
-    config = spec.to_dict()
+    if spec.stage_data:
+        from pretrainflow.launch.staging import stage_dataset
+
+        dataset_dir = stage_dataset(dataset_dir, world)  # every rank returns once each node's copy is checked
+    dataset = open_pretrain_dataset(spec, dataset_dir)
+    config = spec.trained_config()  # without stage_data: a staged run is the same run (same checkpoints, rows)
     vit_cfg = spec.model.config(int(dataset.num_classes))
     torch.manual_seed(spec.seed)  # same initial weights on every rank
     model = VisionTransformer(vit_cfg).to(placement.device)
@@ -94,6 +109,7 @@ def pretrain(
         title=f"pretrain {spec.run_id or spec.model.name}",
         run_name=spec.run_id or spec.model.name,
         tensorboard=True,
+        tracking=tracking,
     )
 
 
@@ -104,11 +120,14 @@ def worker(argv: list[str]) -> int:
     parser.add_argument("--dataset", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--checkpoints", type=Path, help="checkpoint root (results/checkpoints)")
+    parser.add_argument("--tracking", help="W&B settings (train/tracking.py), JSON")
     args = parser.parse_args(argv)
     spec = VitRunSpec.from_dict(json.loads(args.spec), "--spec")
-    dataset = open_pretrain_dataset(spec, args.dataset)
     checksum = _dataset_checksum(spec, args.dataset)
-    return pretrain(spec, dataset, out=args.out, checkpoints=args.checkpoints, dataset_checksum=checksum)
+    tracking = parse_option(args.tracking)
+    return pretrain(
+        spec, args.dataset, out=args.out, checkpoints=args.checkpoints, dataset_checksum=checksum, tracking=tracking
+    )
 
 
 def _dataset_checksum(spec: VitRunSpec, dataset_dir: Path) -> str:

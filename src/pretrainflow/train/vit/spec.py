@@ -27,6 +27,18 @@ ZERO_STAGES = (0, 1, 2, 3)
 # (datasets/gpu.py), which exists for FractalDB only. Both give the shards' pixels.
 RENDERERS = ("numpy", "torch")
 TORCH_RENDERER_FAMILIES = ("fractaldb",)
+# Run keys that say how a run reads its data, not what it trains: kept in the resolved spec when set (the worker reads
+# them from --spec) but left out of the config that names its checkpoints and goes into its outputs and rows
+# (``VitRunSpec.trained_config``), so that switching one on or off resumes the same checkpoints and gives the same rows.
+DATA_ACCESS_KEYS = ("stage_data",)
+
+
+def trained_dict(spec: dict) -> dict:
+    """A resolved ViT run spec without DATA_ACCESS_KEYS: what the run trains (its checkpoints, outputs, rows, the
+    fine-tunes built on it, and the hash another study's copy is compared by)."""
+    return {key: value for key, value in spec.items() if key not in DATA_ACCESS_KEYS}
+
+
 TASK_KINDS = ("digits", "cifar10", "cifar100", "imagefolder")
 TASK_KINDS_WITH_PATH = ("cifar10", "cifar100", "imagefolder")  # the kinds that read their data from ``path``
 # Row files of the stages that are not a fine-tune (results/rows/{run}/pretrain.parquet, LLM heldout.parquet)
@@ -245,6 +257,7 @@ class VitRunSpec:
     seed: int = 0
     on_the_fly: bool = False  # render images from the category parameters instead of reading shards
     renderer: str = "numpy"  # with on_the_fly: "torch" renders FractalDB through datasets/gpu.py (on the CPU)
+    stage_data: bool = False  # copy the shards to node-local storage first and read them there (launch/staging.py)
     run_id: str = ""  # filled in by the config loader
     dataset_spec: dict | None = None  # the dataset's resolved spec, merged in by the config loader
     ablation: dict | None = None  # {name, base, overrides} for a run expanded from an ablation grid
@@ -254,6 +267,9 @@ class VitRunSpec:
         _engine_checks(self)
         flag("on_the_fly", self.on_the_fly)
         one_of("renderer", self.renderer, RENDERERS)
+        flag("stage_data", self.stage_data)
+        if self.stage_data and self.on_the_fly:
+            raise ValueError("stage_data: an on_the_fly run reads no shards to stage; drop one of the two keys")
         if self.renderer != "numpy" and not self.on_the_fly:
             raise ValueError(f"renderer: {self.renderer!r} renders on the fly; set on_the_fly: true or drop renderer")
         family = (self.dataset_spec or {}).get("family")
@@ -264,9 +280,9 @@ class VitRunSpec:
             )
 
     def omitted_keys(self) -> tuple[str, ...]:
-        """``renderer`` at its default is left out of the resolved spec: the config hashes of runs written before the
-        key existed stay as they were (spec_fields.to_dict)."""
-        return ("renderer",) if self.renderer == "numpy" else ()
+        """``renderer`` and ``stage_data`` at their defaults are left out of the resolved spec: the config hashes of
+        runs written before the keys existed stay as they were (spec_fields.to_dict)."""
+        return (("renderer",) if self.renderer == "numpy" else ()) + (() if self.stage_data else ("stage_data",))
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "pretrain") -> VitRunSpec:
@@ -276,6 +292,12 @@ class VitRunSpec:
     def to_dict(self) -> dict:
         """The resolved spec under the study's keys (``batch.global``), as hashed and passed to the commands."""
         return to_dict(self)
+
+    def trained_config(self) -> dict:
+        """The resolved spec without DATA_ACCESS_KEYS: what the run trains, hashed into its checkpoint directory and
+        written into its outputs and rows. A staged run and the same run reading the shared file system are one run.
+        """
+        return trained_dict(self.to_dict())
 
 
 @dataclass(kw_only=True, slots=True)

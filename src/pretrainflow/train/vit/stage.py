@@ -12,6 +12,7 @@ import torch.distributed as dist
 from pretrainflow.io import config_hash
 from pretrainflow.train.checkpoints import unit_dir
 from pretrainflow.train.run_lock import hold_run_lock
+from pretrainflow.train.tracking import TrackingSpec, tracked_run
 from pretrainflow.train.vit.loop import TrainPlan, train
 from pretrainflow.train.vit.publish import publish
 
@@ -33,17 +34,21 @@ def run_stage(
     title: str,
     tensorboard: bool,
     run_name: str,
+    tracking: TrackingSpec | None = None,
 ) -> int:
     """Train ``model`` on ``data`` (collective), then rank 0 writes ``out``; returns 0 or EXIT_CHECKPOINTED.
 
     Checkpoints go to ``{checkpoints}/{unit}/{config hash12}/`` (none when ``checkpoints`` is None); TensorBoard
     events, when asked for, live beside them so that they survive resumes and are copied into ``out`` at the end.
     One writer per checkpoint directory: a second copy of the run (e.g. resubmitted after a killed Snakemake) stops at
-    the lock, named ``run_name`` in its message, before anything is written.
+    the lock, named ``run_name`` in its message, before anything is written. W&B (``tracking``, when on) writes
+    beside them too (train/tracking.py).
     """
     ckpt_root = unit_dir(checkpoints, unit, config) if checkpoints is not None else None
     with hold_run_lock(ckpt_root, run_name):
         tb_dir = ckpt_root / "tensorboard" if tensorboard and ckpt_root is not None else None
+        job_type = "finetune" if unit.startswith("finetune/") else "pretrain"  # study/layout.py checkpoint_unit
+        tracked = tracked_run(tracking, unit=unit, config=config, directory=ckpt_root, job_type=job_type)
         result = train(
             model,
             data,
@@ -55,6 +60,7 @@ def run_stage(
             config_hash=config_hash(config),
             desc=title,
             tb_dir=tb_dir,
+            tracking=tracked,
         )
         if result.exit_code == 0 and world.is_main:
             publish(
