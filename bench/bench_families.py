@@ -9,7 +9,9 @@ Each family renders at the published image size with its published (default) par
 RCDB 512 px, ExFractalDB 224 px (10,000 points, 12 views), Newton 224 px (our own design). The figure counts
 images / CPU-second of this process (``time.process_time``), which is what "per core" means and is robust to other
 processes sharing the machine; wall-clock images/s are printed next to it. Category search time is excluded (it runs
-once per dataset) and printed separately.
+once per dataset) and printed separately. VisualAtom and RCDB draw the released data set's first categories as the
+published script draws them (``published_categories.py``; ``--our-categories``: our search's), so a figure is set
+beside the published one over the same categories. The README's side-by-side table is ``bench_table.py``.
 
 ``--encode`` says what a figure includes (all three by default, one table row each):
 
@@ -17,9 +19,10 @@ once per dataset) and printed separately.
 - ``own``: drawing + encoding as our shards store the image (``shards.encode_image``: PNG, 8-bit gray where the family
   is gray, our compression level), in memory;
 - ``published``: drawing + encoding exactly as the published scripts do: an RGB PNG at Pillow's default level,
-  written to a file on disk. This is the row to set beside the published figure.
+  written to a file on disk: the figure to set beside a published one (``bench_table.py`` prints the README's table
+  of all of them, with our shards and the search).
 
-Published figures are printed as recorded (machine and date; PUBLISHED below), never as measured here, with the ratio
+Published figures are printed as recorded (machine and date; ``published.py``), never as measured here, with the ratio
 of the ``published`` row to them.
 """
 
@@ -33,39 +36,30 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from bench_fractaldb import Recorded  # noqa: E402  (bench/ is the script's directory)
+import published_categories  # noqa: E402  (bench/ is the script's directory)
+from published import RENDER, encode_as_published  # noqa: E402
 
 from pretrainflow.datasets import resolve  # noqa: E402
 from pretrainflow.datasets.shards import encode_image  # noqa: E402
 
 PUBLISHED_SIZE = {"visualatom": 512, "rcdb": 512, "exfractaldb": 224, "newton": 224}
 TARGET = {"visualatom": 140.0, "rcdb": 400.0}  # images/s per core asked for in issue 3 (none for the others)
-# The published renderers run unmodified on these machines (issue 14's table; shared/NOTES.md): PNG written.
-PUBLISHED = {
-    "visualatom": Recorded(7.91, "images/s", "published render_VisualAtom.py, 512 px, PNG written"),
-    "rcdb": Recorded(32.0, "images/s", "published make_rcdb.py, 512 px, PNG written"),
-}
+PUBLISHED = {family: RENDER[family] for family in published_categories.FAMILIES}  # recorded, PNG written
 ENCODINGS = ("none", "own", "published")
 
 
-def encode_as_published(image: np.ndarray, path: Path) -> None:
-    """What the published scripts do with every image: an RGB PNG at Pillow's default level, written to disk."""
-    from PIL import Image
-
-    rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
-    Image.fromarray(rgb, mode="RGB").save(path)  # no compress_level: Pillow's default, as published
-
-
-def bench(family: str, classes: int, instances: int, seed: int, encode: str, out_dir: Path) -> dict:
+def bench(family: str, classes: int, instances: int, seed: int, encode: str, out_dir: Path, ours: bool) -> dict:
     spec, fam, params = resolve(
         {"name": "bench", "family": family, "num_classes": classes, "instances_per_class": instances,
          "image_size": PUBLISHED_SIZE[family], "num_shards": 1, "seed": seed, "params": {}},
         "bench",
     )  # fmt: skip
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    categories = fam.search(spec, params).to_dict("records")
+    categories = fam.search(spec, params)
     search_cpu = time.process_time() - cpu0
+    if family in published_categories.FAMILIES and not ours:  # the released categories, as the published script draws
+        categories = published_categories.published(family, classes, params=params)
+    categories = categories.to_dict("records")
     fam.render(spec, params, categories[0], 0)  # warm caches and lazy tables, not counted
     cpu0, wall0 = time.process_time(), time.perf_counter()
     degenerate = 0
@@ -89,6 +83,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=16)
     parser.add_argument("--instances", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--our-categories", action="store_true",
+                        help="VisualAtom / RCDB: draw categories with our search (default: the released data set's "
+                        "first categories, as the published script draws them; bench/published_categories.py)")  # fmt: skip
     parser.add_argument("--encode", nargs="+", default=list(ENCODINGS), choices=ENCODINGS,
                         help="what each figure includes besides drawing (see the module docstring)")  # fmt: skip
     args = parser.parse_args()
@@ -97,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.families:
             for encode in args.encode:
-                r = bench(family, args.classes, args.instances, args.seed, encode, Path(tmp))
+                r = bench(family, args.classes, args.instances, args.seed, encode, Path(tmp), args.our_categories)
                 target = f"{TARGET[family]:.0f}" if family in TARGET else "-"
                 published = PUBLISHED.get(family)
                 versus = (

@@ -21,35 +21,18 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from published import RENDER, SEARCH  # noqa: E402  (bench/ is the script's directory)
+
+# The published figures as recorded beside ours (published.py; machine and date printed with them).
+PUBLISHED_SEARCH, PUBLISHED_RENDER = SEARCH, RENDER["fractaldb"]
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_CATEGORIES = REPO.parent / "shared" / "reference-data" / "fractaldb1k-categories"
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """A figure of a published generator, recorded beside ours (never measured by this bench)."""
-
-    value: float
-    unit: str
-    what: str
-    machine: str = "a 2-core project VM (Python 3.11, Debian 12)"
-    date: str = "2026-12-01"
-
-    def __str__(self) -> str:
-        return f"{self.value:g} {self.unit} ({self.what}; recorded on {self.machine}, {self.date})"
-
-
-# The published scripts run unmodified, alternated with ours, CPU seconds of one process, medians of three rounds
-# (issue 14's table; shared/NOTES.md).
-PUBLISHED_SEARCH = Recorded(4.04, "CPU s/category", "published ifs_search.py, first 20 accepted categories")
-PUBLISHED_RENDER = Recorded(0.595, "images/s", "published renderer, 362 px, 200k points, patch_gray, PNG written")
 
 
 def import_search_cpu() -> float:
@@ -60,10 +43,11 @@ def import_search_cpu() -> float:
     return time.process_time() - cpu
 
 
-def bench_search(num_classes: int, verify: Path | None, import_cpu: float, compiled: bool | None) -> int:
+def bench_search(num_classes: int, verify: Path | None, import_cpu: float, compiled: bool | None) -> tuple[int, float]:
     """Search the first ``num_classes`` published categories in a fresh search; returns how many differ from the
-    published files (0 without ``verify``). ``import_cpu`` (the module import) is added to the search's CPU time; the
-    compiled path's numba import and cached compilation happen inside the first search and are counted there."""
+    published files (0 without ``verify``) and the CPU seconds per category. ``import_cpu`` (the module import) is
+    added to the search's CPU time; the compiled path's numba import and cached compilation happen inside the first
+    search and are counted there."""
     from pretrainflow.datasets.fractaldb_search import REFERENCE_SEED, compiled_filled_pixels, search_systems
 
     wall, cpu = time.perf_counter(), time.process_time()
@@ -77,7 +61,7 @@ def bench_search(num_classes: int, verify: Path | None, import_cpu: float, compi
         f"{PUBLISHED_SEARCH}"
     )
     if verify is None:
-        return 0
+        return 0, per_category
     differ = [
         i
         for i, (maps, _, _) in enumerate(found)
@@ -85,7 +69,7 @@ def bench_search(num_classes: int, verify: Path | None, import_cpu: float, compi
     ]
     print(f"search: {num_classes - len(differ)} / {num_classes} categories identical to the published files in {verify}"
           + (f"; DIFFERENT: {differ[:20]}" if differ else ""))  # fmt: skip
-    return len(differ)
+    return len(differ), per_category
 
 
 def bench_render(classes: int, instances: int, size: int, encode: bool) -> None:
@@ -197,7 +181,7 @@ def main() -> None:
     if not args.torch_only and any(args.search):
         import_cpu = import_search_cpu()
         for num_classes in (n for n in args.search if n):
-            differ += bench_search(num_classes, args.verify, import_cpu, False if args.numpy_search else None)
+            differ += bench_search(num_classes, args.verify, import_cpu, False if args.numpy_search else None)[0]
     if args.classes and not args.torch_only:
         bench_render(args.classes, args.instances, args.size, encode=False)
         bench_render(args.classes, args.instances, args.size, encode=True)

@@ -3,14 +3,18 @@ it submitted runs; the job goes on (as on a cluster), `snakemake --unlock` and t
 
 The result rows equal those of an uninterrupted run of the same target on this machine, and the run was trained once:
 the rerun's job (Snakemake cannot know the old one finished) resumed from the finished checkpoint instead of training
-again, and the checkpoint lock (train/run_lock.py) is free at the end.
+again, and the checkpoint lock (train/run_lock.py) is free at the end. The killed session starts from the dataset the
+reference run built (its scheduler jobs are the pretraining and its rows; the dataset branch on the real schedulers is
+test_study_on_schedulers.py's).
 On the real Grid Engine through our qsub path (profiles/tsubame): the restarted Snakemake follows the job of the killed
-session that still runs (`sched submit` returns its id) instead of submitting it again.
+session that still runs (`sched submit` returns its id) instead of submitting it again; that job runs until the test has
+seen the restart follow it (no fixed sleep).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 
@@ -22,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 RUN = "vit-test-fdb"
 TARGET = f"results/rows/{RUN}/pretrain.parquet"
-FAST = {"slurm-init-seconds-before-status-checks": 2, "seconds-between-status-checks": 2,
+# The plugin checks 1 s after a submission, then 10 s more each time no job has finished (1, 12, 33, 64 s ...).
+FAST = {"slurm-init-seconds-before-status-checks": 1, "seconds-between-status-checks": 2,
         "max-status-checks-per-second": 5, "latency-wait": 10, "jobs": 4, "restart-times": 1, "keep-going": False}  # fmt: skip
 # columns that depend on the work, not on the clock (throughput and wall time differ between any two runs)
 STABLE = ["run_id", "metric", "value", "epoch", "step", "config_hash", "dataset_checksum", "world_size"]
@@ -52,6 +57,11 @@ def test_snakemake_killed_mid_study_then_restarted(slurm, tmp_path):
 
     profile = derive_profile("slurm", tmp_path / "profile", FAST, {"mem_mb": 1000})
     work = tmp_path / "work"
+    # The study's dataset as the reference run built it (files, mtimes, Snakemake's records of them): the killed
+    # session's scheduler jobs are the pretraining and its rows. The dataset branch on the real schedulers, a job of
+    # it cancelled mid-run included, is test_study_on_schedulers.py's; building it again here would only add minutes.
+    shutil.copytree(tmp_path / "reference" / "results" / "datasets", work / "results" / "datasets")
+    shutil.copytree(tmp_path / "reference" / ".snakemake" / "metadata", work / ".snakemake" / "metadata")
     before = set(_pretrain_jobs())
     with subprocess.Popen(_argv(work, profile), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           cwd=tmp_path, start_new_session=True) as first:  # fmt: skip
@@ -101,7 +111,8 @@ def test_restarted_snakemake_follows_the_running_job_on_gridengine(sge, tmp_path
 
     profile = derive_profile("tsubame", tmp_path / "profile", SGE_FAST, STOCK_SGE)
     work = tmp_path / "work"
-    argv = snakemake_argv(profile, work, config={"parts": "'0 1'", "slow_part": 0})  # part 0 sleeps 60 s
+    # part 0 runs until we create out/release (at most 120 s): here, once the restarted Snakemake has followed it
+    argv = snakemake_argv(profile, work, config={"parts": "'0 1'", "slow_part": 0})
     env = snakemake_env()
     with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
                           start_new_session=True) as first:  # fmt: skip
@@ -110,9 +121,19 @@ def test_restarted_snakemake_follows_the_running_job_on_gridengine(sge, tmp_path
         first.wait()
     unlock = subprocess.run([*argv, "--unlock"], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert unlock.returncode == 0, unlock.stderr[-2000:]
-    second = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    output = second.stdout + second.stderr
+    log, followed = tmp_path / "second.log", f"with external jobid '{job}'"  # followed, not submitted again
+    with log.open("w") as sink, subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                                 cwd=tmp_path) as second:  # fmt: skip
+        try:
+            wait_until(lambda: followed in log.read_text() or second.poll() is not None, 120, what="the restart")
+            running_when_followed = _qstat_job("pf.part.0")
+        finally:
+            (work / "out").mkdir(exist_ok=True)
+            (work / "out" / "release").touch()  # part 0 may finish now
+        second.wait(timeout=300)
+    output = log.read_text()
     assert second.returncode == 0, output[-4000:]
-    assert f"with external jobid '{job}'" in output, output[-4000:]  # followed, not submitted again
+    assert followed in output, output[-4000:]
+    assert running_when_followed == job  # the first session's job, still running when the restart followed it
     part = dict(item.split("=", 1) for item in (work / "out" / "part-0.txt").read_text().split())
     assert part["job"] == job and part["attempt"] == "1", part  # the result is the first job's, written once

@@ -13,9 +13,10 @@ from cluster_helpers import derive_profile, snakemake_argv, snakemake_env
 
 pytestmark = pytest.mark.slurm
 
-# The repository profile, made fast for a 2-core test machine: status every 2 s, tiny memory requests.
+# The repository profile, made fast for a 2-core test machine: tiny memory requests; the plugin checks 1 s after a
+# submission, then 10 s more each time no job has finished (1, 12, 33 s ...).
 FAST = {
-    "slurm-init-seconds-before-status-checks": 2,
+    "slurm-init-seconds-before-status-checks": 1,
     "seconds-between-status-checks": 2,
     "max-status-checks-per-second": 5,
     "latency-wait": 5,

@@ -3,14 +3,17 @@ through profiles derived from profiles/slurm and profiles/tsubame. Its dataset b
 render_shard -> dataset_manifest) runs as scheduler jobs; one render_shard job is cancelled while it runs (scancel /
 qdel); Snakemake retries it and the finished dataset is byte-identical (same checksum) to an uninterrupted build.
 With group-components both render_shard jobs are packed into one group job: one submission of 2 cores, each shard
-still its own Snakemake job (own log and benchmark), on Slurm (through the plugin) and Grid Engine (our qsub path)."""
+still its own Snakemake job (own log and benchmark), on Slurm (through the plugin) and Grid Engine (our qsub path); that
+test starts from the category search's result."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from cluster_helpers import REPO, VENV_BIN, derive_profile, snakemake_env, wait_until
@@ -21,7 +24,8 @@ TARGET = "results/datasets/fdb-test/manifest.json"
 FAST = {"seconds-between-status-checks": 2, "max-status-checks-per-second": 5, "latency-wait": 10, "jobs": 4,
         "restart-times": 1, "keep-going": False}  # fmt: skip
 SITES = {
-    "slurm": ({**FAST, "slurm-init-seconds-before-status-checks": 2}, {"mem_mb": 1000}),
+    # the plugin checks 1 s after a submission, then 10 s more each time no job has finished (1, 12, 33, 64 s ...)
+    "slurm": ({**FAST, "slurm-init-seconds-before-status-checks": 1}, {"mem_mb": 1000}),
     "tsubame": (
         {**FAST, "cluster-generic-status-cmd": "pretrainflow sched status --site tsubame --grace-seconds 20"},
         {"mem_mb": 1000, "site_group_flag": "none", "site_walltime_signal": "s_rt", "site_signal_margin_s": 60},
@@ -48,14 +52,21 @@ def _running_render_job(site: str) -> str | None:
     return None
 
 
-def _uninterrupted_checksum(tmp_path) -> str:
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The test dataset built in one process without a scheduler: built once for every test here."""
     from pretrainflow.study.load import load_study
 
     spec = load_study(REPO / "config" / "test.yaml").spec_json("datasets", "fdb-test")
-    out = tmp_path / "reference"
+    out = tmp_path_factory.mktemp("uninterrupted") / "reference"
     subprocess.run([str(VENV_BIN / "pretrainflow"), "datasets", "build", "--spec", spec, "--out", str(out)],
                    check=True, capture_output=True)  # fmt: skip
-    return json.loads((out / "manifest.json").read_text())["dataset_checksum"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_checksum(uninterrupted) -> str:
+    return json.loads((uninterrupted / "manifest.json").read_text())["dataset_checksum"]
 
 
 @pytest.mark.slow
@@ -85,7 +96,8 @@ def test_test_study_dataset_survives_a_cancelled_job(site, request, tmp_path):
                             capture_output=True, text=True)  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
     manifest = json.loads((work / TARGET).read_text())
-    assert manifest["dataset_checksum"] == _uninterrupted_checksum(tmp_path)  # nothing lost, nothing different
+    # nothing lost, nothing different
+    assert manifest["dataset_checksum"] == request.getfixturevalue("uninterrupted_checksum")
 
 
 @pytest.mark.slow
@@ -100,6 +112,11 @@ def test_render_shards_packed_into_one_group_job(site, request, tmp_path):
     profile = derive_profile(site, tmp_path / "profile", {**overrides, "group-components": ["render_shards=2"]},
                              resources)  # fmt: skip
     work = tmp_path / "work"
+    # The category search as a scheduler job is the test above's: here the study starts from its result (the
+    # uninterrupted build's), so that the scheduler jobs are the packed group and the manifest.
+    categories = work / "results/datasets/fdb-test/categories.parquet"
+    categories.parent.mkdir(parents=True)
+    shutil.copy2(request.getfixturevalue("uninterrupted") / "categories.parquet", categories)
     argv = [str(VENV_BIN / "snakemake"), TARGET, "-s", str(REPO / "Snakefile"), "-d", str(work), "--profile",
             str(profile), "--workflow-profile", "none", "--configfile", str(REPO / "config" / "test.yaml")]  # fmt: skip
     result = subprocess.run(argv, env=snakemake_env(), capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -122,4 +139,4 @@ def test_render_shards_packed_into_one_group_job(site, request, tmp_path):
         assert (work / f"results/logs/render_shard/fdb-test-{shard}.log").is_file()
         assert (work / f"results/benchmarks/jobs/render_shard/fdb-test/{shard}.tsv").is_file()
     manifest = json.loads((work / TARGET).read_text())
-    assert manifest["dataset_checksum"] == _uninterrupted_checksum(tmp_path)
+    assert manifest["dataset_checksum"] == request.getfixturevalue("uninterrupted_checksum")

@@ -4,9 +4,10 @@ orbits) and the parts of their category laws that are more than ranges (the rang
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from family_testlib import searched_categories
 
-from pretrainflow.datasets import _perlin, _raster
+from pretrainflow.datasets import _orbits, _perlin, _raster, resolve
 from pretrainflow.datasets._orbits import Orbits, render_orbits
 
 # --- Perlin noise -------------------------------------------------------------------------------------------------
@@ -71,14 +72,39 @@ def reference_polylines(xs, ys, size, colors, background):
     return image
 
 
-def test_rasteriser_matches_a_pixel_by_pixel_reference():
+@pytest.mark.parametrize("compiled", [None, False], ids=["numba", "numpy"])
+def test_rasteriser_matches_a_pixel_by_pixel_reference(compiled):
     rng = np.random.default_rng(3)
     size = 40
     xs = rng.uniform(-30, 70, (6, 9))  # segments inside, crossing and outside the image, up to ~100 px long
     ys = rng.uniform(-30, 70, (6, 9))
     colors = np.array([10, 60, 110, 160, 210, 250], dtype=np.uint8)
-    got = _raster.draw_closed_polylines(xs, ys, size, colors, background=0)
+    got = _raster.draw_closed_polylines(xs, ys, size, colors, background=0, compiled=compiled)
     np.testing.assert_array_equal(got, reference_polylines(xs, ys, size, colors, 0))
+
+
+def test_compiled_and_numpy_paths_draw_the_same_images(monkeypatch):
+    # the numba loops (rasteriser, orbit sums) against the numpy passes, over whole images of both families at the
+    # published parameters and size, and at a scaled size; an infinite vertex falls back to the numpy path
+    assert _raster.compiled_paint_polylines() is not None and _orbits.compiled_accumulate_orbits() is not None
+    for family, size in (("visualatom", 512), ("rcdb", 512), ("visualatom", 100), ("rcdb", 64)):
+        spec, fam, params = resolve(
+            {"name": "t", "family": family, "num_classes": 6, "instances_per_class": 3, "image_size": size,
+             "num_shards": 1, "seed": 11, "params": {}}
+        )  # fmt: skip
+        cases = [(row, i) for row in fam.search(spec, params).to_dict("records") for i in range(3)]
+        compiled = [fam.render(spec, params, row, i) for row, i in cases]
+        with monkeypatch.context() as patch:
+            patch.setattr(_raster, "compiled_paint_polylines", lambda: None)
+            patch.setattr(_orbits, "compiled_accumulate_orbits", lambda: None)
+            numpy_path = [fam.render(spec, params, row, i) for row, i in cases]
+        for (row, i), a, b in zip(cases, compiled, numpy_path, strict=True):
+            assert np.array_equal(a, b), (family, size, row["class_id"], i)
+    xs = np.array([[2.0, 30.0, -np.inf, 5.0], [1.0, 9.0, 20.0, 3.0]])  # clamped to +-64 image sizes by numpy
+    ys = np.array([[3.0, 4.0, 20.0, 25.0], [np.inf, 2.0, 12.0, 30.0]])
+    grays = np.array([90, 200], dtype=np.uint8)
+    np.testing.assert_array_equal(_raster.draw_closed_polylines(xs, ys, 32, grays, 0),
+                                  _raster.draw_closed_polylines(xs, ys, 32, grays, 0, compiled=False))  # fmt: skip
 
 
 def test_rasteriser_draws_connected_one_pixel_lines():

@@ -13,10 +13,13 @@ so orbit k is the start oval plus a cumulative sum over k; we compute all K x q 
     x[k, v] = cx + cos(theta_v) * (radius * oval_x - amp * sum_{j<=k} P_x[j, v] + k * (lam + wave_v + lw))
 
 and draw orbit k (k = 1..K; the start oval itself is not drawn) as a closed 1-px polyline with its own gray level.
+With numba installed the sum and the affine map run as one compiled loop (``accumulate_orbits``: the same float32
+operations in the same order, nothing fused), else as numpy passes; the vertices are identical (tests compare both).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,11 +57,40 @@ def check_orbit_drawing(params: Any) -> None:
     integer("radius_range", params.radius_range, 0, 65536)
 
 
-def orbit_vertices(orbits: Orbits, rng: np.random.Generator, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def accumulate_orbits(noise, gain, drift, start) -> None:
+    """In place: ``noise[k] = C[k] * gain + (k + 1) * drift + start`` with ``C[k] = noise[k] + C[k - 1]`` (the cumulative
+    sum over orbits), all float32, each operation rounded as the numpy passes of ``orbit_vertices`` round it (numba
+    compiles without fastmath, so no multiply-add is fused). Compiled by numba (``compiled_accumulate_orbits``)."""
+    num_orbits, num_vertices = noise.shape
+    total = np.empty(num_vertices, dtype=np.float32)
+    for k in range(num_orbits):
+        step = np.float32(k + 1)
+        for v in range(num_vertices):
+            total[v] = noise[k, v] if k == 0 else noise[k, v] + total[v]
+            value = total[v] * gain[v]
+            value = value + step * drift[v]
+            noise[k, v] = value + start[v]
+
+
+@functools.cache
+def compiled_accumulate_orbits():
+    """``accumulate_orbits`` compiled by numba (cached on disk beside this module), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True)(accumulate_orbits)
+
+
+def orbit_vertices(
+    orbits: Orbits, rng: np.random.Generator, scale: float, *, compiled: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Vertex coordinates ``(xs, ys)``, each (K, q) float32, in output pixels (canvas units times ``scale``).
 
-    Draws 2 K q noise values from ``rng`` (x block first, then y, orbit-major).
+    Draws 2 K q noise values from ``rng`` (x block first, then y, orbit-major). ``compiled``: None = the numba loop
+    when numba is installed, False = the numpy passes (same values).
     """
+    accumulate = compiled_accumulate_orbits() if compiled is not False else None
     q, k = orbits.num_vertices, orbits.num_orbits
     theta = np.arange(q, dtype=np.float64) * (2.0 * np.pi / q)
     wave = 0.5 * np.sin(orbits.freq1 * theta) + 0.5 * np.sin(orbits.freq2 * theta)
@@ -73,6 +105,10 @@ def orbit_vertices(orbits: Orbits, rng: np.random.Generator, scale: float) -> tu
         drift = ((orbits.perlin + wave + orbits.line_width) * scale * trig).astype(np.float32)
         start = ((radius * trig + centre) * scale).astype(np.float32)
         noise = random_pnoise1(rng, (k, q))
+        if accumulate is not None:
+            accumulate(noise, gain, drift, start)
+            out.append(noise)
+            continue
         for row in range(1, k):  # cumulative sum over orbits; row by row keeps the inner loop long and contiguous
             np.add(noise[row], noise[row - 1], out=noise[row])
         noise *= gain

@@ -7,9 +7,18 @@ axis, like Bresenham), and each pixel keeps the highest polyline index that touc
 polyline's index grows with drawing order, "highest index" is "last drawn", independent of the order numpy visits
 duplicate pixels. The DDA runs on float32 values with only +, -, *, / (never fused by numpy), so the result is
 bit-identical on every IEEE-754 machine.
+
+With numba installed (a dependency; optional for the code, like the FractalDB search) the same DDA runs as one compiled
+loop instead (``paint_polylines``): the same float32 operations in the same order (numba compiles without fastmath, so
+nothing is fused), each pixel written in drawing order, so the last polyline drawn wins as in the numpy path, with no
+label buffer, sort or scatter. Pixel-identical to the numpy path (tests/datasets/test_orbit_families.py); about 4x
+faster at VisualAtom's published sizes, where the numpy path's expansion and scatter were most of an image's time.
 """
 
 from __future__ import annotations
+
+import functools
+import math
 
 import numpy as np
 
@@ -70,13 +79,70 @@ def _label_segments(x0, y0, dx, dy, labels, clipped: np.ndarray, size: int) -> n
     return buffer.reshape(padded, padded)
 
 
-def draw_closed_polylines(xs: np.ndarray, ys: np.ndarray, size: int, colors: np.ndarray, background: int) -> np.ndarray:
+def paint_polylines(xs, ys, colors, size, background, image) -> bool:
+    """``draw_closed_polylines`` as one loop, compiled by numba (see the module docstring); writes ``image`` (size,
+    size) uint8 and returns True, or returns False at the first non-finite coordinate (the caller then uses the numpy
+    path, whose clipping defines that case). ``xs``, ``ys`` float32 (K, q); the arithmetic is the numpy path's, value
+    for value: vertices clamped to +-64 image sizes and floored, segment v from vertex v to v + 1 (mod q), n = max(|dx|,
+    |dy|, 1) samples at ``t * (d / n) + (start + 1.5)`` truncated, minus the 1-px border."""
+    num_lines, num_vertices = xs.shape
+    limit, fsize = np.float32(64 * size), np.float32(size)
+    one, offset, high = np.float32(1.0), np.float32(1.5), np.float32(size + 1)
+    ix = np.empty(num_vertices, dtype=np.float32)
+    iy = np.empty(num_vertices, dtype=np.float32)
+    image[:, :] = background
+    for k in range(num_lines):
+        for v in range(num_vertices):
+            x, y = xs[k, v], ys[k, v]
+            if not (np.isfinite(x) and np.isfinite(y)):
+                return False
+            ix[v] = np.float32(math.floor(min(max(x, -limit), limit)))
+            iy[v] = np.float32(math.floor(min(max(y, -limit), limit)))
+        color = colors[k]
+        for v in range(num_vertices):
+            w = v + 1 if v + 1 < num_vertices else 0
+            x0, y0 = ix[v], iy[v]
+            dx, dy = ix[w] - x0, iy[w] - y0
+            x1, y1 = x0 + dx, y0 + dy
+            if min(x0, x1) >= fsize or max(x0, x1) < 0 or min(y0, y1) >= fsize or max(y0, y1) < 0:
+                continue  # wholly beyond one edge: the numpy path drops it too
+            count = max(abs(dx), abs(dy), one)
+            slope_x, slope_y = dx / count, dy / count
+            base_x, base_y = x0 + offset, y0 + offset
+            for t in range(int(count)):
+                step = np.float32(t)
+                col, row = step * slope_x + base_x, step * slope_y + base_y
+                if one <= col < high and one <= row < high:  # the numpy path clips the rest onto the border
+                    image[int(row) - 1, int(col) - 1] = color
+    return True
+
+
+@functools.cache
+def compiled_paint_polylines():
+    """``paint_polylines`` compiled by numba (cached on disk beside this module), or None when numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True)(paint_polylines)
+
+
+def draw_closed_polylines(
+    xs: np.ndarray, ys: np.ndarray, size: int, colors: np.ndarray, background: int, *, compiled: bool | None = None
+) -> np.ndarray:
     """Draw K closed polylines of q vertices each (float pixel coordinates ``xs``, ``ys`` of shape (K, q)).
 
     Polyline k is drawn with gray ``colors[k]`` after polylines 0..k-1 (later ones overwrite earlier ones). A vertex at
     (x, y) lands in pixel (floor(x), floor(y)); x is the column, y the row. Segments wholly outside the image are dropped
-    before expansion; the rest are clipped per pixel. Returns a ``(size, size)`` uint8 image.
+    before expansion; the rest are clipped per pixel. Returns a ``(size, size)`` uint8 image. ``compiled``: None = the
+    numba loop when numba is installed, False = the numpy path (same pixels; tests compare the two).
     """
+    paint = compiled_paint_polylines() if compiled is not False else None
+    if paint is not None:
+        image = np.empty((size, size), dtype=np.uint8)
+        grays = np.ascontiguousarray(colors, dtype=np.uint8)
+        if paint(np.asarray(xs, dtype=np.float32), np.asarray(ys, dtype=np.float32), grays, size, background, image):
+            return image
     num_lines, num_vertices = xs.shape
     # Integer vertex pixels (as float32). Clamping to +-64 image sizes only guards against runaway coordinates; with
     # the published parameters vertices stay within a few image sizes. float32 holds these integers exactly.

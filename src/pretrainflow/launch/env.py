@@ -35,6 +35,7 @@ FORWARDED = (
     "LD_LIBRARY_PATH",
     "TORCHINDUCTOR_CACHE_DIR",
     "TRITON_CACHE_DIR",
+    "TORCH_EXTENSIONS_DIR",  # where DeepSpeed's JIT-built ops live: one build for the job, not one per node's default
     "OMP_NUM_THREADS",
     # node-local staging (launch/staging.py) on ABCI: ranks mpirun starts on the other nodes must find the job's
     # local directory too (PBS gives each node the same path)
