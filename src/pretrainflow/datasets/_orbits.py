@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pretrainflow.datasets._jit import njit_or_none
 from pretrainflow.datasets._perlin import random_pnoise1
 from pretrainflow.datasets._raster import draw_closed_polylines
 from pretrainflow.spec_fields import integer, number
@@ -75,11 +76,7 @@ def accumulate_orbits(noise, gain, drift, start) -> None:
 @functools.cache
 def compiled_accumulate_orbits():
     """``accumulate_orbits`` compiled by numba (cached on disk beside this module), or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True)(accumulate_orbits)
+    return njit_or_none(accumulate_orbits)
 
 
 def orbit_vertices(

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from pretrainflow.datasets._jit import njit_or_none
+
 # Segments are expanded in buckets of equal padded length (no per-pixel gathers): a segment of n major-axis steps
 # goes to the first bucket >= n and repeats its last pixel in the padding, so at most ~1/3 of the samples are padding.
 _BUCKETS = (1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256, 362, 512)
@@ -120,11 +122,7 @@ def paint_polylines(xs, ys, colors, size, background, image) -> bool:
 @functools.cache
 def compiled_paint_polylines():
     """``paint_polylines`` compiled by numba (cached on disk beside this module), or None when numba is not installed."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True)(paint_polylines)
+    return njit_or_none(paint_polylines)
 
 
 def draw_closed_polylines(

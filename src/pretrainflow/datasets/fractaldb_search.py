@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pretrainflow.datasets import ifs
+from pretrainflow.datasets._jit import njit_or_none
 
 REFERENCE_SEED = 1  # np.random.seed(1) in the published search
 EXPECTED_ACCEPTANCE = 0.025  # measured: 30 accepted in 1,180 trials of the published stream
@@ -122,11 +123,7 @@ def filled_pixels(coefs, choice, size, pad, points, canvas) -> int:
 @functools.cache
 def compiled_filled_pixels():
     """``filled_pixels`` compiled by numba (cached on disk beside this module), or None when numba is not installed."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True)(filled_pixels)
+    return njit_or_none(filled_pixels)
 
 
 def diverged_rate(points: np.ndarray, size: int, pad: int) -> float:
