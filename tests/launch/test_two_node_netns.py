@@ -61,7 +61,7 @@ def hosts(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def slurm(hosts, tmp_path_factory):
+def two_node_slurm(hosts, tmp_path_factory):
     """A real Slurm whose two nodes are the two hosts (its own slurmctld and slurmds; the main test cluster is untouched)."""
     reason = missing_requirements(slurm=True)
     if reason is not None:
@@ -120,13 +120,15 @@ def test_vit_zero2_on_two_hosts_equals_one_node(hosts, vit_dataset, vit_one_node
     assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
-def test_vit_zero2_on_a_two_node_slurm_allocation_equals_one_node(hosts, slurm, vit_dataset, vit_one_node, tmp_path):
+def test_vit_zero2_on_a_two_node_slurm_allocation_equals_one_node(
+    hosts, two_node_slurm, vit_dataset, vit_one_node, tmp_path
+):
     """sbatch -N 2 -> the batch script on the first node -> run_job -> srun --overlap over both nodes -> one node
     launcher per node (launch/node.py) -> its ranks; MASTER_ADDR is the first node's name from SLURM_JOB_NODELIST."""
     spec = pretrain_spec(DATASET, devices={"nodes": 2, "cpu_ranks": 1}, schedule=SCHEDULE)
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\n" + shlex.join(pretrain_argv(spec, vit_dataset, tmp_path / "out", tmp_path / "ckpt")))
-    env = {**vit_env(), "SLURM_CONF": slurm["SLURM_CONF"], "GLOO_SOCKET_IFNAME": "pf0"}
+    env = {**vit_env(), "SLURM_CONF": two_node_slurm["SLURM_CONF"], "GLOO_SOCKET_IFNAME": "pf0"}
     log = tmp_path / "job.log"
     argv = ["sbatch", "--wait", "--nodes", "2", "--ntasks-per-node", "1", "--output", str(log), str(script)]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
