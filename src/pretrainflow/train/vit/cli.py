@@ -40,7 +40,7 @@ def _resolve_tracking(args: argparse.Namespace) -> None:
     section, or W&B turned on where wandb is not installed, is one error before any rank starts."""
     from pretrainflow.train.tracking import check_available, parse_option, tracking_option
 
-    args.tracking = tracking_option(args.tracking)
+    args.tracking = tracking_option(getattr(args, "tracking", None))  # tests build args by hand
     check_available(parse_option(args.tracking))
 
 
