@@ -48,13 +48,13 @@ def bench_search(num_classes: int, verify: Path | None, import_cpu: float, compi
     published files (0 without ``verify``) and the CPU seconds per category. ``import_cpu`` (the module import) is
     added to the search's CPU time; the compiled path's numba import and cached compilation happen inside the first
     search and are counted there."""
-    from pretrainflow.datasets.fractaldb_search import REFERENCE_SEED, compiled_filled_pixels, search_systems
+    from pretrainflow.datasets.fractaldb_search import REFERENCE_SEED, compiled_kernels, search_systems
 
     wall, cpu = time.perf_counter(), time.process_time()
     found = search_systems(num_classes=num_classes, seed=REFERENCE_SEED, progress=True, compiled=compiled)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu + import_cpu
     per_category = cpu / num_classes
-    path = "numpy" if compiled is False or compiled_filled_pixels() is None else "compiled (numba)"
+    path = "numpy" if compiled is False or compiled_kernels() is None else "compiled (numba)"
     print(
         f"search [{path}]: {num_classes} categories ({found[-1][2]} trials) in {cpu:.2f} CPU s ({wall:.1f} s wall) = "
         f"{per_category:.3f} CPU s/category = {PUBLISHED_SEARCH.value / per_category:.1f}x the published "

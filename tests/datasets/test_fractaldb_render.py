@@ -8,6 +8,7 @@ from dataset_testlib import tiny_spec
 
 from pretrainflow.datasets import fractaldb
 from pretrainflow.datasets import fractaldb_render as fr
+from pretrainflow.datasets.fractaldb_search import search_systems
 from pretrainflow.datasets.spec import resolve
 
 
@@ -82,3 +83,24 @@ def test_diverging_weight_row_is_replaced_by_the_unweighted_system(tiny):
     assert np.array_equal(image_0, image_1)
     assert not family.is_degenerate(image_1)
     assert family.is_degenerate(np.zeros((32, 32), np.uint8))
+
+
+@pytest.mark.skipif(fr.njit_or_none(fr.last_writers) is None, reason="numba not installed")
+@pytest.mark.parametrize(
+    ("size", "pad", "patch"),
+    [(128, 6, True), (96, 2, False), (64, 0, True)],  # pad 0: points on the canvas edge take the numpy path
+)
+def test_compiled_coverages_equal_the_numpy_path(size, pad, patch):
+    # The published first categories under every published weight row plus an exploding one (a, d x 40: non-finite
+    # points, the NaN rule): the compiled loops give exactly the batched numpy path's coverages.
+    categories = search_systems(num_classes=3, seed=1, num_points=20_000, size=128)
+    rows = [*fractaldb.WEIGHTS_0_4, (40.0, 1.0, 1.0, 40.0, 1.0, 1.0)]
+    for maps, _, _ in categories:
+        systems = fr.weighted_systems(maps, rows)
+        compiled = fr.system_coverages(systems, maps[:, 6], 20_000, 100, size, pad, patch)
+        numpy = fr.coverages(fr.trajectories(systems, maps[:, 6], 20_000, 100), size, pad, patch)
+        assert len(compiled) == len(numpy) == len(rows)
+        for a, b in zip(compiled, numpy, strict=True):
+            assert np.array_equal(a.pixel, b.pixel) and np.array_equal(a.point, b.point)
+            assert np.array_equal(a.bit, b.bit)
+        assert len(numpy[-1].pixel) < 0.01 * size * size  # the exploding row really diverged

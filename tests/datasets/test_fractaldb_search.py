@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from dataset_testlib import FIXTURES
 
-from pretrainflow.datasets.fractaldb_search import compiled_filled_pixels, search_systems
+from pretrainflow.datasets.fractaldb_search import compiled_kernels, search_systems
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO.parent / "shared" / "reference-data" / "fractaldb1k-categories"
@@ -41,7 +41,7 @@ def assert_published(found: list, root: Path) -> None:
 PATHS = [
     pytest.param(False, id="numpy"),
     pytest.param(
-        True, id="compiled", marks=pytest.mark.skipif(compiled_filled_pixels() is None, reason="numba not installed")
+        True, id="compiled", marks=pytest.mark.skipif(compiled_kernels() is None, reason="numba not installed")
     ),
 ]
 
@@ -61,7 +61,7 @@ def test_batch_width_does_not_change_the_result():
     assert all(np.array_equal(x[0], y[0]) and x[2] == y[2] for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.skipif(compiled_filled_pixels() is None, reason="numba not installed")
+@pytest.mark.skipif(compiled_kernels() is None, reason="numba not installed")
 @pytest.mark.parametrize(
     "params",
     [

@@ -6,11 +6,14 @@ llvmlite alone is most of the carry), so each caller keeps its numpy path and as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 
+@functools.cache
 def njit_or_none(function: Callable) -> Callable | None:
-    """``function`` compiled by numba's njit (cached on disk beside its module), or None when numba is not installed.
+    """``function`` compiled by numba's njit (cached on disk beside its module), or None when numba is not installed; one
+    dispatcher per function (cached), so callers may ask on every call.
     The compiled loop runs the same float operations in the same order as ``function`` (its callers test that)."""
     try:
         import numba

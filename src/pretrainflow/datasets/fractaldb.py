@@ -150,7 +150,7 @@ def _category_coverages(
     rows = list(weights)
     with_identity = IDENTITY_WEIGHT not in rows
     systems = fr.weighted_systems(maps, rows + ([IDENTITY_WEIGHT] if with_identity else []))
-    covs = fr.coverages(fr.trajectories(systems, maps[:, 6], num_points, render_seed), size, pad, patch)
+    covs = fr.system_coverages(systems, maps[:, 6], num_points, render_seed, size, pad, patch)
     identity = covs[-1] if with_identity else covs[rows.index(IDENTITY_WEIGHT)]
     return tuple(identity if cov.fraction < min_coverage else cov for cov in covs[: len(rows)])
 

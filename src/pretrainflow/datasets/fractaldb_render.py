@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pretrainflow.datasets import ifs
+from pretrainflow.datasets._jit import njit_or_none
 
 FLIPS = ("none", "top-bottom", "left-right", "both")  # order of the published saves
 PATCH_SIDE = 3
@@ -90,6 +91,11 @@ def coverage(qx: np.ndarray, qy: np.ndarray, size: int, patch: bool) -> Coverage
         key = np.arange(n, dtype=np.int64) * 9
     last = np.full(size * size, -1, dtype=np.int64)
     np.maximum.at(last, flat, key)
+    return coverage_of_last_writers(last, size)
+
+
+def coverage_of_last_writers(last: np.ndarray, size: int) -> Coverage:
+    """``last`` (size * size,) = point * 9 + patch bit of the last paste over each pixel, -1 where none -> Coverage."""
     pixel = np.flatnonzero(last >= 0)
     point, bit = np.divmod(last[pixel], 9)
     return Coverage(pixel=pixel.astype(np.int32), point=point.astype(np.int32), bit=bit.astype(np.uint8), size=size)
@@ -99,6 +105,46 @@ def coverages(points: np.ndarray, size: int, pad: int, patch: bool) -> list[Cove
     """Quantise (published rescale, NaN rule) and compute the coverage of every trajectory; empty when diverged."""
     empty = Coverage(pixel=np.zeros(0, np.int32), point=np.zeros(0, np.int32), bit=np.zeros(0, np.uint8), size=size)
     return [empty if q is None else coverage(q[0], q[1], size, patch) for q in ifs.quantise_batch(points, size, pad)]
+
+
+def last_writers(pixels, size, patch, last) -> None:
+    """Scalar form of ``coverage`` for numba: ``pixels`` (N, 2) int32 (column, row) from ``ifs.pixel_coordinates`` ->
+    ``last`` (size * size,) int64 = point * 9 + patch bit of the last paste over each pixel, -1 where none. Pastes in
+    the published order, so a plain overwrite leaves the last writer."""
+    last[:] = -1
+    for k in range(pixels.shape[0]):
+        col, row = pixels[k, 0], pixels[k, 1]
+        if not patch:
+            last[row * size + col] = k * 9
+            continue
+        for dy in range(PATCH_SIDE):
+            for dx in range(PATCH_SIDE):
+                r, c = row + 1 + dy, col + 1 + dx
+                if r < size and c < size:  # always true when pad >= 4
+                    last[r * size + c] = k * 9 + dy * PATCH_SIDE + dx
+
+
+def system_coverages(
+    systems: list[np.ndarray], p: np.ndarray, num_points: int, render_seed: int, size: int, pad: int, patch: bool
+) -> list[Coverage]:
+    """Coverage of each variant of ONE category (``trajectories`` + ``coverages``), one system at a time through the
+    compiled loops where numba is installed (about 15x less CPU than the batched numpy steps at the published size);
+    a system they decline (non-finite points, points off the canvas) and every system without numba take numpy."""
+    kernels = [njit_or_none(f) for f in (ifs.chaos_game, ifs.pixel_coordinates, last_writers)]
+    if None in kernels:
+        return coverages(trajectories(systems, p, num_points, render_seed), size, pad, patch)
+    chaos_game, pixel_coordinates, write_last = kernels
+    choice = ifs.choose_maps(ifs.sequential_cumsum(p), map_draws(render_seed, num_points))
+    points, pixels, bounds = np.empty((num_points, 2)), np.empty((num_points, 2), np.int32), np.empty(4)
+    out = []
+    for coefs in ifs.pack_systems(systems):
+        if chaos_game(coefs, choice, points, bounds) and pixel_coordinates(points, bounds, size, pad, pixels):
+            last = np.empty(size * size, dtype=np.int64)
+            write_last(pixels, size, patch, last)
+            out.append(coverage_of_last_writers(last, size))
+        else:  # the numpy path's rules (published NaN rule, its handling of a zero span) for this system
+            out.extend(coverages(points.reshape(num_points, 2, 1), size, pad, patch))
+    return out
 
 
 def paint(cov: Coverage, masks: np.ndarray | None, gray: int, flip: int) -> np.ndarray:

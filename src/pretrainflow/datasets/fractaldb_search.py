@@ -15,16 +15,15 @@ order must be kept) and the 100,000-step chaos games of a whole batch of trials 
 search is dominated by what is paid once or per batch, not per trial: faulting in the batch's buffers (see
 ``fresh_array``) and the trials of the last batch that come after the last category needed (see ``batch_width``).
 
-With numba installed, each trial instead runs through one compiled loop (``filled_pixels``: chaos game, bounds,
-published rescale, pixel count, the same float64 operations in the same order, so the same categories): about 2 ms
-per trial, half of it drawing the published random stream, against about 8 ms on the batched numpy path (measured on
+With numba installed, each trial instead runs through compiled loops (``ifs.chaos_game``, ``ifs.pixel_coordinates``,
+``count_hits``: chaos game, bounds, published rescale, pixel count, the same float64 operations in the same order, so
+the same categories): about 2 ms per trial, half of it drawing the published random stream, against about 8 ms on the batched numpy path (measured on
 the project's 2-core VM, 2026-12-01), with no large buffers and no trial after the last category needed. Without
 numba (a dependency; optional for the code) the numpy path runs; ``compiled=False`` forces it.
 """
 
 from __future__ import annotations
 
-import functools
 import mmap
 
 import numpy as np
@@ -78,52 +77,24 @@ def batch_width(remaining: int, rate: float, cap: int) -> int:
     return int(min(cap, max(32, np.ceil(remaining / rate))))
 
 
-def filled_pixels(coefs, choice, size, pad, points, canvas) -> int:
-    """Hit pixels of one trial on the size x size canvas, compiled by numba; -1 when the trajectory is not finite (the
-    caller applies the published NaN rule: ``diverged_rate``), -2 when a point falls off the canvas (a zero span, or
-    pad 0), a case the caller hands to ``ifs.fill_rates``.
-
-    ``coefs`` (M + 1, 6) with the identity last (``ifs.pack_systems``), ``choice`` (N - 1,) map indices; ``points``
-    (N, 2) float64 and ``canvas`` (size * size,) bool are scratch space, and ``points`` holds the trajectory on return
-    (for the published NaN rule, applied by the caller). Same arithmetic as ``ifs.iterate`` + ``ifs.fill_rates``:
-    ``(x*a + y*b) + e``, then ``((v - shift) / span) * (size - 2 pad) + pad`` truncated; no fused multiply-add
-    (numba compiles without fastmath).
-    """
-    x = y = low_x = high_x = low_y = high_y = 0.0
-    finite = True
-    points[0, 0] = points[0, 1] = 0.0
-    for k in range(choice.shape[0]):
-        j = choice[k]
-        x, y = (x * coefs[j, 0] + y * coefs[j, 1]) + coefs[j, 4], (x * coefs[j, 2] + y * coefs[j, 3]) + coefs[j, 5]
-        points[k + 1, 0], points[k + 1, 1] = x, y
-        if not (np.isfinite(x) and np.isfinite(y)):
-            finite = False
-        low_x, high_x, low_y, high_y = min(low_x, x), max(high_x, x), min(low_y, y), max(high_y, y)
-    if not finite:
-        return -1
-    shift_x, shift_y = min(low_x, 0.0), min(low_y, 0.0)
-    span_x, span_y = (high_x - shift_x) - (low_x - shift_x), (high_y - shift_y) - (low_y - shift_y)
-    scale, offset = float(size - 2 * pad), float(pad)
+def count_hits(pixels, size, canvas) -> int:
+    """Distinct canvas pixels among ``pixels`` (N, 2) (column, row) from ``ifs.pixel_coordinates``; ``canvas``
+    (size * size,) bool is scratch space. Compiled by numba, with ``ifs.chaos_game`` and ``ifs.pixel_coordinates``."""
     canvas[:] = False
     hits = 0
-    for k in range(choice.shape[0] + 1):
-        u, v = (
-            ((points[k, 0] - shift_x) / span_x) * scale + offset,
-            ((points[k, 1] - shift_y) / span_y) * scale + offset,
-        )
-        if not (0.0 <= u < size and 0.0 <= v < size):  # NaN from a zero span fails too; never index out of bounds
-            return -2
-        col, row = int(u), int(v)
-        if not canvas[row * size + col]:
-            canvas[row * size + col] = True
+    for k in range(pixels.shape[0]):
+        flat = pixels[k, 1] * size + pixels[k, 0]
+        if not canvas[flat]:
+            canvas[flat] = True
             hits += 1
     return hits
 
 
-@functools.cache
-def compiled_filled_pixels():
-    """``filled_pixels`` compiled by numba (cached on disk beside this module), or None when numba is not installed."""
-    return njit_or_none(filled_pixels)
+def compiled_kernels():
+    """(chaos game, rescale, pixel count) compiled by numba (cached on disk beside their modules), or None when numba
+    is not installed. Together they are ``ifs.iterate`` + ``ifs.fill_rates`` for one trial."""
+    kernels = tuple(njit_or_none(f) for f in (ifs.chaos_game, ifs.pixel_coordinates, count_hits))
+    return None if None in kernels else kernels
 
 
 def diverged_rate(points: np.ndarray, size: int, pad: int) -> float:
@@ -157,12 +128,12 @@ def search_systems(
     path runs trials in batches of up to ``batch`` (memory: batch * num_points * 16 bytes, 820 MB at 512 x 100,000,
     plus a boolean canvas of batch * size**2 bytes, 134 MB); each batch is ``batch_width`` wide.
     """
-    kernel = None if compiled is False else compiled_filled_pixels()
-    if compiled and kernel is None:
+    kernels = None if compiled is False else compiled_kernels()
+    if compiled and kernels is None:
         raise RuntimeError("search_systems(compiled=True) needs numba (pip install numba)")
-    if kernel is not None:
+    if kernels is not None:
         return _search_compiled(
-            kernel, num_classes, seed, min_maps, max_maps, num_points, size, pad, fill_rate, progress
+            kernels, num_classes, seed, min_maps, max_maps, num_points, size, pad, fill_rate, progress
         )
     rs = np.random.RandomState(seed)
     accepted: list[tuple[np.ndarray, float, int]] = []
@@ -190,23 +161,25 @@ def search_systems(
     return accepted
 
 
-def _search_compiled(kernel, num_classes, seed, min_maps, max_maps, num_points, size, pad, fill_rate, progress):
-    """``search_systems`` one trial at a time through the compiled ``filled_pixels``; stops at the last category."""
+def _search_compiled(kernels, num_classes, seed, min_maps, max_maps, num_points, size, pad, fill_rate, progress):
+    """``search_systems`` one trial at a time through the compiled kernels; stops at the last category."""
+    chaos_game, pixel_coordinates, count_hits = kernels
     rs = np.random.RandomState(seed)
     accepted: list[tuple[np.ndarray, float, int]] = []
-    points, canvas = np.empty((num_points, 2)), np.zeros(size * size, dtype=bool)  # 1.6 MB + 262 KB, cache-sized
+    # Scratch space, cache-sized: 1.6 MB of points, 0.8 MB of pixels, a 262 KB canvas at the published sizes.
+    points, pixels, bounds = np.empty((num_points, 2)), np.empty((num_points, 2), np.int32), np.empty(4)
+    canvas = np.zeros(size * size, dtype=bool)
     trial = 0
     bar = tqdm(total=num_classes, desc="fractaldb search", unit="category", disable=not progress)
     while len(accepted) < num_classes:
         maps, choice = draw_trial(rs, min_maps, max_maps, num_points)
         trial += 1
-        hits = kernel(ifs.pack_systems([maps])[0], choice, size, pad, points, canvas)
-        if hits >= 0:
-            rate = hits / (size * size)
-        elif hits == -1:
+        if not chaos_game(ifs.pack_systems([maps])[0], choice, points, bounds):
             rate = diverged_rate(points, size, pad)
-        else:  # a degenerate span: the numpy path, whatever it does
+        elif not pixel_coordinates(points, bounds, size, pad, pixels):  # a degenerate span: the numpy path
             rate = ifs.fill_rates(points.reshape(num_points, 2, 1), size, pad)[0]
+        else:
+            rate = count_hits(pixels, size, canvas) / (size * size)
         if rate >= fill_rate:
             accepted.append((maps, float(rate), trial))
             bar.update(1)

@@ -222,3 +222,42 @@ def fill_rates(points: np.ndarray, size: int, pad: int, bounds=None, canvas: np.
             inside = (q[0] < size) & (q[1] < size)  # always, unless the published NaN rule deleted the origin
             canvas[col, q[1][inside].astype(np.int64) * size + q[0][inside]] = True
     return np.count_nonzero(canvas, axis=1) / area
+
+
+# Scalar forms of ``iterate`` and ``quantise`` for numba (``_jit.njit_or_none``): one trajectory per call, the same float64
+# operations in the same order, so the same points and pixels; no fused multiply-add (numba compiles without fastmath).
+# Callers keep the numpy path above for what these decline: non-finite trajectories and points off the canvas.
+
+
+def chaos_game(coefs, choice, points, bounds) -> bool:
+    """One chaos game: ``coefs`` (M + 1, 6) with the identity last (``pack_systems``), ``choice`` (N - 1,) map indices
+    -> ``points`` (N, 2) float64, point 0 the origin; ``bounds`` (4,) <- min x, max x, min y, max y. False when a point
+    is not finite (the caller applies the published NaN rule to ``points``)."""
+    x = y = low_x = high_x = low_y = high_y = 0.0
+    finite = True
+    points[0, 0] = points[0, 1] = 0.0
+    for k in range(choice.shape[0]):
+        j = choice[k]
+        x, y = (x * coefs[j, 0] + y * coefs[j, 1]) + coefs[j, 4], (x * coefs[j, 2] + y * coefs[j, 3]) + coefs[j, 5]
+        points[k + 1, 0], points[k + 1, 1] = x, y
+        if not (np.isfinite(x) and np.isfinite(y)):
+            finite = False
+        low_x, high_x, low_y, high_y = min(low_x, x), max(high_x, x), min(low_y, y), max(high_y, y)
+    bounds[0], bounds[1], bounds[2], bounds[3] = low_x, high_x, low_y, high_y
+    return finite
+
+
+def pixel_coordinates(points, bounds, size, pad, pixels) -> bool:
+    """The published rescale (``quantise``) of a finite trajectory ``points`` (N, 2) with its ``bounds`` from
+    ``chaos_game`` -> ``pixels`` (N, 2) int32 (column, row). False when a point falls off the canvas (a zero span, or
+    pad 0): the caller takes the numpy path, whatever it does there."""
+    shift_x, shift_y = min(bounds[0], 0.0), min(bounds[2], 0.0)
+    span_x, span_y = (bounds[1] - shift_x) - (bounds[0] - shift_x), (bounds[3] - shift_y) - (bounds[2] - shift_y)
+    scale, offset = float(size - 2 * pad), float(pad)
+    for k in range(points.shape[0]):
+        u = ((points[k, 0] - shift_x) / span_x) * scale + offset
+        v = ((points[k, 1] - shift_y) / span_y) * scale + offset
+        if not (0.0 <= u < size and 0.0 <= v < size):  # NaN from a zero span fails too; never index out of bounds
+            return False
+        pixels[k, 0], pixels[k, 1] = int(u), int(v)  # truncation, as the published uint16 cast on [0, size)
+    return True
