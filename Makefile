@@ -34,7 +34,9 @@ demo: env
 # Lint first: a style or workflow mistake fails in seconds instead of after the whole suite.
 test: lint lmod mpi
 	bash scripts/start_schedulers.sh || echo "note: local Slurm / Grid Engine not started; their tests will skip"
-	$(BIN)/pytest
+	# Two workers (pytest-xdist), a module per worker at a time, the scheduler tests as one (tests/conftest.py): much of
+	# the suite waits on schedulers, subprocess start-up and polling rather than on the CPU.
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # Lmod (Debian's package, as root) for the real `envmodules:` test (tests/spine/test_envmodules_lmod.py); it skips without.
 LMOD_INIT := /usr/share/lmod/lmod/init/bash

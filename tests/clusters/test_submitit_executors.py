@@ -16,9 +16,11 @@ import pytest
 from submitit_tasks import Sleeper, add
 
 from pretrainflow.errors import ConfigError
+from pretrainflow.io import canonical_json
 from pretrainflow.schedulers.settings import SiteSettings
 from pretrainflow.schedulers.submit import RunTask, make_executor, run_tasks
 from pretrainflow.schedulers.submitit_plugins import PBSExecutor, SGEExecutor
+from pretrainflow.study.load import load_study
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -113,6 +115,9 @@ def test_run_tasks_check_before_submitting(tmp_path, monkeypatch):
     assert tasks[0].argv[:1] == ["pretrain-vit"] and tasks[0].argv[-4:] == [
         "--out", "results/pretrain/vit-test-fdb.lr-0.0003", "--checkpoints", "results/checkpoints"
     ]  # fmt: skip
+    # the study's W&B section and name travel with the task, as the workflow passes them to its jobs
+    assert tasks[0].argv[tasks[0].argv.index("--tracking") + 1] == canonical_json(load_study(str(study)).tracking)
+    assert tasks[0].study == "test"
     # a requeued task carries no process handle
     task = RunTask(run_id="r", argv=["x"], summary="s")
     task.proc = object()

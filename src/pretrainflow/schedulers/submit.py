@@ -15,6 +15,7 @@ checkpoint. ``max_num_timeout`` bounds the number of requeues.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from pretrainflow.errors import ConfigError
 from pretrainflow.io import canonical_json
+from pretrainflow.provenance import STUDY_ENV
 from pretrainflow.study import layout
 
 
@@ -32,6 +34,7 @@ class RunTask:
     run_id: str
     argv: list[str]  # pretrainflow arguments, e.g. ["pretrain-vit", "--spec", "{...}", "--out", ...]
     summary: str  # path of summary.json written by the run
+    study: str | None = None  # recorded in the run's config.json (provenance.study), as under Snakemake
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def __getstate__(self) -> dict:
@@ -42,7 +45,10 @@ class RunTask:
     def __call__(self) -> dict:
         import json
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "pretrainflow.cli", *self.argv])
+        env = dict(os.environ)
+        if self.study:
+            env[STUDY_ENV] = self.study
+        self.proc = subprocess.Popen([sys.executable, "-m", "pretrainflow.cli", *self.argv], env=env)
         code = self.proc.wait()
         if code != 0:
             raise RuntimeError(f"run {self.run_id}: `pretrainflow {self.argv[0]}` exited with {code}")
@@ -57,7 +63,9 @@ class RunTask:
                 self.proc.wait(timeout=600)  # the training got the same signal: it saves and exits 75
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        return submitit.helpers.DelayedSubmission(RunTask(run_id=self.run_id, argv=self.argv, summary=self.summary))
+        return submitit.helpers.DelayedSubmission(
+            RunTask(run_id=self.run_id, argv=self.argv, summary=self.summary, study=self.study)
+        )
 
 
 def run_tasks(study_path: str, run_ids: list[str], ablation: str | None) -> tuple[list[RunTask], list[dict]]:
@@ -91,8 +99,18 @@ def run_tasks(study_path: str, run_ids: list[str], ablation: str | None) -> tupl
         tasks.append(
             RunTask(
                 run_id=run_id,
-                argv=[*argv, "--out", out, "--checkpoints", layout.CHECKPOINTS_ROOT],
+                # The study's W&B section as the workflow passes it (common.smk exports it; here, the option).
+                argv=[
+                    *argv,
+                    "--tracking",
+                    canonical_json(study.tracking),
+                    "--out",
+                    out,
+                    "--checkpoints",
+                    layout.CHECKPOINTS_ROOT,
+                ],  # fmt: skip
                 summary=f"{out}/summary.json",
+                study=study.name,
             )
         )
         specs.append(spec)
