@@ -122,3 +122,28 @@ def test_run_tasks_check_before_submitting(tmp_path, monkeypatch):
     task = RunTask(run_id="r", argv=["x"], summary="s")
     task.proc = object()
     assert pickle.loads(pickle.dumps(task)).proc is None
+
+
+def test_run_task_runs_its_command_under_the_study_name_also_when_requeued(tmp_path, monkeypatch):
+    import pretrainflow.schedulers.submit as submit
+
+    seen = {}
+
+    class Recorded:
+        def __init__(self, argv, env):
+            seen.update(argv=argv, env=env)
+
+        def wait(self):
+            return 0
+
+        def poll(self):  # the training has ended by the time the requeue is prepared
+            return 0
+
+    monkeypatch.setattr(submit.subprocess, "Popen", Recorded)
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"done": true}')
+    task = RunTask(run_id="r", argv=["pretrain-vit", "--tracking", "{}"], summary=str(summary), study="fdsl")
+    assert task() == {"done": True}
+    assert seen["argv"][-3:] == ["pretrain-vit", "--tracking", "{}"] and seen["env"]["PRETRAINFLOW_STUDY"] == "fdsl"
+    requeued = task.checkpoint().function
+    assert (requeued.study, requeued.argv, requeued.proc) == ("fdsl", task.argv, None)

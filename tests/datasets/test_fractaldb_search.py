@@ -37,7 +37,7 @@ def assert_published(found: list, root: Path) -> None:
     assert not differ, f"categories {differ[:10]} differ from the published files ({len(differ)} in all)"
 
 
-# Both search paths: the batched numpy one and, where numba is installed, the compiled one (not a dependency yet).
+# Both search paths: the batched numpy one and, where numba is installed, the compiled one (numba, a dependency).
 PATHS = [
     pytest.param(False, id="numpy"),
     pytest.param(

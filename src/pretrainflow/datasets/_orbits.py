@@ -19,7 +19,6 @@ operations in the same order, nothing fused), else as numpy passes; the vertices
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +72,6 @@ def accumulate_orbits(noise, gain, drift, start) -> None:
             noise[k, v] = value + start[v]
 
 
-@functools.cache
 def compiled_accumulate_orbits():
     """``accumulate_orbits`` compiled by numba (cached on disk beside this module), or None without numba."""
     return njit_or_none(accumulate_orbits)

@@ -17,7 +17,6 @@ faster at VisualAtom's published sizes, where the numpy path's expansion and sca
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -119,7 +118,6 @@ def paint_polylines(xs, ys, colors, size, background, image) -> bool:
     return True
 
 
-@functools.cache
 def compiled_paint_polylines():
     """``paint_polylines`` compiled by numba (cached on disk beside this module), or None when numba is not installed."""
     return njit_or_none(paint_polylines)

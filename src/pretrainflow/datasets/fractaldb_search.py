@@ -17,8 +17,9 @@ search is dominated by what is paid once or per batch, not per trial: faulting i
 
 With numba installed, each trial instead runs through compiled loops (``ifs.chaos_game``, ``ifs.pixel_coordinates``,
 ``count_hits``: chaos game, bounds, published rescale, pixel count, the same float64 operations in the same order, so
-the same categories): about 2 ms per trial, half of it drawing the published random stream, against about 8 ms on the batched numpy path (measured on
-the project's 2-core VM, 2026-12-01), with no large buffers and no trial after the last category needed. Without
+the same categories): about 2 ms per trial, half of it drawing the published random stream, against about 8 ms on the
+batched numpy path (measured on the project's 2-core VM, 2026-12-01), with no large buffers and no trial after the
+last category needed. Without
 numba (a dependency; optional for the code) the numpy path runs; ``compiled=False`` forces it.
 """
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pretrainflow.errors import ConfigError
@@ -63,9 +63,7 @@ class RunTask:
                 self.proc.wait(timeout=600)  # the training got the same signal: it saves and exits 75
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        return submitit.helpers.DelayedSubmission(
-            RunTask(run_id=self.run_id, argv=self.argv, summary=self.summary, study=self.study)
-        )
+        return submitit.helpers.DelayedSubmission(replace(self, proc=None))
 
 
 def run_tasks(study_path: str, run_ids: list[str], ablation: str | None) -> tuple[list[RunTask], list[dict]]:
